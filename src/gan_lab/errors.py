@@ -1,0 +1,31 @@
+"""Errors that mean "the user asked for something wrong", printed as one line, no traceback."""
+
+from __future__ import annotations
+
+
+class UserError(ValueError):
+    """A mistake in the configuration or the environment that the user can fix."""
+
+
+class ConfigError(UserError):
+    """A composed config value is invalid. The message names the key, the value and the fix."""
+
+    def __init__(self, key: str, value: object, expected: str) -> None:
+        self.key, self.value, self.expected = key, value, expected
+        super().__init__(f"{key}={value!r} is invalid: {expected}")
+
+
+class DataNotFoundError(UserError):
+    """A dataset is missing and could not be downloaded."""
+
+
+def find_user_error(exc: BaseException) -> UserError | None:
+    """Walk the cause chain (Hydra wraps constructor errors) to the user's mistake, if any."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, UserError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None

@@ -1,0 +1,1 @@
+"""Models: plain networks, losses and helpers, and the LightningModule that trains them."""

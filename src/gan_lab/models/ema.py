@@ -1,0 +1,44 @@
+"""Generator EMA: an exponential moving average of G's weights, used for samples and metrics."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+from gan_lab.errors import ConfigError
+
+
+class GeneratorEMA(nn.Module):
+    """``theta_ema <- decay * theta_ema + (1 - decay) * theta`` after every G step past ``start_step``.
+
+    Before ``start_step`` the average tracks G exactly (early weights are noise, averaging them
+    only delays the average). Buffers (BatchNorm statistics) are averaged too.
+    """
+
+    def __init__(self, generator: nn.Module, decay: float = 0.999, start_step: int = 0) -> None:
+        super().__init__()
+        if not 0.0 < decay < 1.0:
+            raise ConfigError("model.ema.decay", decay, "must be in (0, 1), e.g. 0.999; disable EMA with model.ema=null")
+        if start_step < 0:
+            raise ConfigError("model.ema.start_step", start_step, "must be >= 0")
+        self.decay, self.start_step = decay, start_step
+        self.averaged = AveragedModel(generator, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+        self.averaged.requires_grad_(False)
+
+    @property
+    def module(self) -> nn.Module:
+        return self.averaged.module
+
+    @torch.no_grad()
+    def update(self, generator: nn.Module, step: int) -> None:
+        """Call after G's ``step``-th update (1-based)."""
+        if step <= self.start_step:
+            for ema_t, t in zip(self.averaged.module.state_dict().values(), generator.state_dict().values()):
+                ema_t.copy_(t)
+            self.averaged.n_averaged.fill_(1)
+        else:
+            self.averaged.update_parameters(generator)
+
+    def forward(self, *args: torch.Tensor, **kwargs: torch.Tensor) -> torch.Tensor:
+        return self.averaged.module(*args, **kwargs)

@@ -1,0 +1,187 @@
+"""The LightningModule: the adversarial step, top to bottom on one screen.
+
+Manual optimization: per batch one D update; every ``n_critic``-th D update is followed by one
+G update. Lightning's ``global_step`` counts every ``optimizer.step()``; here D's steps are kept
+out of the count, so ``global_step`` == number of G updates and ``trainer.max_steps`` means G steps.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from contextlib import contextmanager
+from typing import Any
+
+import lightning as L
+import torch
+from torch import Tensor, nn
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LambdaLR, LRScheduler
+
+from gan_lab.errors import ConfigError
+from gan_lab.models.ema import GeneratorEMA
+from gan_lab.models.losses import AdversarialLoss, discriminator_score, get_loss
+
+OptimizerFactory = Callable[[Iterable[nn.Parameter]], Optimizer]
+LR_SCHEDULES = ("constant", "linear")
+
+
+class GANModule(L.LightningModule):
+    def __init__(
+        self,
+        generator: nn.Module,
+        discriminator: nn.Module,
+        optimizer_g: OptimizerFactory,
+        optimizer_d: OptimizerFactory,
+        loss: AdversarialLoss | str = "non_saturating",
+        n_critic: int = 1,
+        grad_clip_g: float | None = None,
+        grad_clip_d: float | None = None,
+        lr_schedule: str = "constant",
+        ema_decay: float | None = 0.999,
+        ema_start_step: int = 0,
+        num_fixed_samples: int = 64,
+        fixed_noise_seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if n_critic < 1:
+            raise ConfigError("model.n_critic", n_critic, "must be an integer >= 1 (D updates per G update)")
+        if lr_schedule not in LR_SCHEDULES:
+            raise ConfigError("model.lr_schedule", lr_schedule, f"choose one of {', '.join(LR_SCHEDULES)}")
+        for key, clip in (("model.grad_clip_g", grad_clip_g), ("model.grad_clip_d", grad_clip_d)):
+            if clip is not None and clip <= 0:
+                raise ConfigError(key, clip, "must be > 0, or null to disable clipping")
+        self.loss = get_loss(loss) if isinstance(loss, str) else loss
+        self.save_hyperparameters(ignore=["generator", "discriminator", "optimizer_g", "optimizer_d", "loss"], logger=False)
+        self.hparams["loss"] = self.loss.name
+        self.automatic_optimization = False
+        self.generator, self.discriminator = generator, discriminator
+        self.optimizer_g_factory, self.optimizer_d_factory = optimizer_g, optimizer_d
+        self.n_critic = n_critic
+        self.ema = GeneratorEMA(generator, ema_decay, ema_start_step) if ema_decay else None
+        self.latent_dim = int(generator.latent_dim)
+        self.num_classes = int(getattr(generator, "num_classes", 0))
+        noise = torch.Generator().manual_seed(fixed_noise_seed)
+        self.register_buffer("fixed_z", torch.randn(num_fixed_samples, self.latent_dim, generator=noise))
+        fixed_y = torch.arange(num_fixed_samples) * max(self.num_classes, 1) // num_fixed_samples
+        self.register_buffer("fixed_y", fixed_y.long())  # one block of rows per class when conditional
+        self.d_updates = 0  # D updates so far; survives checkpoints
+
+    # ---------------------------------------------------------------------------- sampling
+    @property
+    def sampling_generator(self) -> nn.Module:
+        """The EMA generator when there is one: its samples are what papers report."""
+        return self.ema.module if self.ema is not None else self.generator
+
+    def sample_noise(self, n: int) -> tuple[Tensor, Tensor | None]:
+        z = torch.randn(n, self.latent_dim, device=self.device)
+        y = torch.randint(0, self.num_classes, (n,), device=self.device) if self.num_classes else None
+        return z, y
+
+    @torch.no_grad()
+    def generate(self, z: Tensor, y: Tensor | None = None, use_ema: bool = True) -> Tensor:
+        """Images in [-1, 1] from the sampling generator in eval mode (BN uses running stats)."""
+        net = self.sampling_generator if use_ema else self.generator
+        was_training = net.training
+        net.eval()
+        try:
+            return net(z, y if self.num_classes else None).float()
+        finally:
+            net.train(was_training)
+
+    def forward(self, z: Tensor, y: Tensor | None = None) -> Tensor:
+        return self.generate(z, y)
+
+    # ---------------------------------------------------------------------------- training
+    def configure_optimizers(self) -> Any:
+        opt_g = self.optimizer_g_factory(self.generator.parameters())
+        opt_d = self.optimizer_d_factory(self.discriminator.parameters())
+        if self.hparams.lr_schedule == "constant":
+            return [opt_g, opt_d]
+        total = self.trainer.max_steps
+        if total is None or total <= 0:
+            raise ConfigError("trainer.max_steps", total, "model.lr_schedule=linear needs a positive trainer.max_steps")
+        decay = lambda g_step: max(0.0, 1.0 - g_step / total)  # noqa: E731
+        return [opt_g, opt_d], [LambdaLR(opt_g, decay), LambdaLR(opt_d, decay)]
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        real, labels = batch
+        opt_g, opt_d = self.optimizers()
+        y_real = labels if self.num_classes else None
+
+        # --- discriminator update (G frozen; fakes carry no graph back into G)
+        with self.toggled_optimizer(opt_d):
+            z, y_fake = self.sample_noise(real.shape[0])
+            with torch.no_grad():
+                fake = self.generator(z, y_fake)
+            real_logits = self.discriminator(real, y_real)
+            fake_logits = self.discriminator(fake, y_fake)
+            d_loss = self.loss.d_loss(real_logits, fake_logits)
+            opt_d.zero_grad(set_to_none=True)
+            self.manual_backward(d_loss)
+            d_grad_norm = self._clip_and_measure(self.discriminator, self.hparams.grad_clip_d)
+            with self._uncounted_step(opt_d):
+                opt_d.step()
+        self.d_updates += 1
+        self.log_dict(
+            {
+                "loss/d": d_loss.detach(),
+                "D(x)": discriminator_score(real_logits, self.loss),
+                "D(G(z))": discriminator_score(fake_logits, self.loss),
+                "grad_norm/d": d_grad_norm,
+            },
+            prog_bar=False,
+        )
+        if self.d_updates % self.n_critic:
+            return
+
+        # --- generator update (D frozen, but gradients flow through it to G)
+        with self.toggled_optimizer(opt_g):
+            z, y_fake = self.sample_noise(real.shape[0])
+            fake_logits = self.discriminator(self.generator(z, y_fake), y_fake)
+            g_loss = self.loss.g_loss(fake_logits)
+            opt_g.zero_grad(set_to_none=True)
+            self.manual_backward(g_loss)
+            g_grad_norm = self._clip_and_measure(self.generator, self.hparams.grad_clip_g)
+            opt_g.step()
+        for scheduler in self._schedulers():
+            scheduler.step()
+        if self.ema is not None:
+            self.ema.update(self.generator, self.global_step)
+        self.log_dict({"loss/g": g_loss.detach(), "grad_norm/g": g_grad_norm})
+        self.log_dict({"lr/g": opt_g.param_groups[0]["lr"], "lr/d": opt_d.param_groups[0]["lr"]})
+        self.log("g_step", float(self.global_step), prog_bar=True)
+
+    # ---------------------------------------------------------------------------- helpers
+    def _schedulers(self) -> list[LRScheduler]:
+        schedulers = self.lr_schedulers()
+        if schedulers is None:
+            return []
+        return schedulers if isinstance(schedulers, list) else [schedulers]
+
+    @staticmethod
+    def _clip_and_measure(net: nn.Module, max_norm: float | None) -> Tensor:
+        """Total L2 gradient norm before clipping; clips in place when ``max_norm`` is set."""
+        params = [p for p in net.parameters() if p.grad is not None]
+        if not params:
+            return torch.zeros(())
+        limit = max_norm if max_norm is not None else math.inf
+        return torch.nn.utils.clip_grad_norm_(params, limit, error_if_nonfinite=False).detach()
+
+    @contextmanager
+    def _uncounted_step(self, optimizer: Any) -> Any:
+        """Run ``optimizer.step()`` without advancing ``global_step`` (only G steps count)."""
+        before, after = optimizer._on_before_step, optimizer._on_after_step
+        profiler = self.trainer.profiler
+        optimizer._on_before_step = lambda: profiler.start("optimizer_step")
+        optimizer._on_after_step = lambda: profiler.stop("optimizer_step")
+        try:
+            yield
+        finally:
+            optimizer._on_before_step, optimizer._on_after_step = before, after
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["gan_lab"] = {"d_updates": self.d_updates}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.d_updates = int(checkpoint.get("gan_lab", {}).get("d_updates", 0))

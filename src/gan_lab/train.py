@@ -1,0 +1,93 @@
+"""`gan-train`: compose -> validate -> instantiate -> fit. No training logic lives here."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import hydra
+import lightning as L
+from omegaconf import DictConfig, OmegaConf
+
+from gan_lab.callbacks import RunConfigInCheckpoint
+from gan_lab.config import validate_config
+from gan_lab.errors import UserError, find_user_error
+from gan_lab.utils import hyperparameters, instantiate_callbacks, instantiate_loggers, print_and_save_config
+
+log = logging.getLogger(__name__)
+
+CONFIG_PATH = str(Path(__file__).resolve().parents[2] / "configs")
+
+
+def resolve_ckpt_path(ckpt_path: str | None, output_dir: Path) -> str | None:
+    """``last`` means the newest checkpoint of this run directory."""
+    if ckpt_path is None:
+        return None
+    if ckpt_path == "last":
+        candidate = output_dir / "checkpoints" / "last.ckpt"
+        if not candidate.is_file():
+            raise UserError(
+                f"ckpt_path=last: no checkpoint at {candidate}. Resume inside the old run directory with "
+                f"hydra.run.dir=<run dir> ckpt_path=last, or pass ckpt_path=<file.ckpt>."
+            )
+        return str(candidate)
+    if not Path(ckpt_path).is_file():
+        raise UserError(f"ckpt_path={ckpt_path!r} does not exist. Pass an existing .ckpt file or ckpt_path=last.")
+    return ckpt_path
+
+
+def train(cfg: DictConfig) -> dict[str, float]:
+    """Fit the configured GAN; returns the final logged scalars (for sweeps and tests)."""
+    validate_config(cfg)
+    output_dir = Path(cfg.paths.output_dir)
+    ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), output_dir)
+    if cfg.get("seed") is not None:
+        L.seed_everything(cfg.seed, workers=True)
+
+    log.info("instantiating datamodule <%s>", cfg.data._target_)
+    datamodule = hydra.utils.instantiate(cfg.data)
+    log.info("instantiating model <%s>", cfg.model._target_)
+    model = hydra.utils.instantiate(cfg.model)
+    callbacks = instantiate_callbacks(cfg.get("callbacks"))
+    callbacks.append(RunConfigInCheckpoint(OmegaConf.to_container(cfg, resolve=True)))
+    loggers = instantiate_loggers(cfg.get("logger"))
+    trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
+    for logger in trainer.loggers:
+        logger.log_hyperparams(hyperparameters(cfg))
+
+    trainer.fit(model=model, datamodule=datamodule, ckpt_path=ckpt_path)
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+    log.info("finished %d generator steps; outputs in %s", trainer.global_step, output_dir)
+    return metrics
+
+
+def run(cfg: DictConfig) -> float | None:
+    """Hydra task: user mistakes become one-line errors and exit code 2, not tracebacks."""
+    try:
+        if cfg.get("print_config", True):
+            print_and_save_config(cfg, Path(cfg.paths.output_dir))
+        metrics = train(cfg)
+    except Exception as exc:
+        user_error = find_user_error(exc)
+        if user_error is None:
+            raise
+        log.error("%s", user_error)
+        print(f"gan-train: error: {user_error}", file=sys.stderr)
+        raise SystemExit(2) from None
+    metric_name = cfg.get("optimized_metric")
+    if not metric_name:
+        return None
+    if metric_name not in metrics:
+        raise UserError(f"optimized_metric={metric_name!r} was not logged; logged: {', '.join(sorted(metrics))}")
+    return metrics[metric_name]
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="train")
+def main(cfg: DictConfig) -> Any:
+    return run(cfg)
+
+
+if __name__ == "__main__":
+    main()
