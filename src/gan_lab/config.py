@@ -58,6 +58,21 @@ def validate_config(cfg: DictConfig) -> None:
         if value not in (None, 1, 0) or (key.endswith("clip_val") and value not in (None, 0)):
             raise ConfigError(key, value, f"not supported with the GAN's manual optimization; {fix}")
     _check_batch_divides_world(cfg)
+    _check_networks_match_data(cfg)
+
+
+def _check_networks_match_data(cfg: DictConfig) -> None:
+    """Networks read size and channels from data.*; a hand override that disagrees is a mistake."""
+    for net in ("generator", "discriminator"):
+        for field in ("image_size", "channels"):
+            mine, data = _get(cfg, f"model.{net}.{field}"), _get(cfg, f"data.{field}")
+            if mine is not None and data is not None and mine != data:
+                raise ConfigError(
+                    f"model.{net}.{field}",
+                    mine,
+                    f"must equal data.{field}={data!r} (the images the {net} sees); drop the override "
+                    f"or set data.{field}={mine!r}",
+                )
 
 
 def _check_batch_divides_world(cfg: DictConfig) -> None:
