@@ -13,14 +13,14 @@ from gan_lab.models.nets.checks import require_channels, require_positive
 class MLPGenerator(nn.Module):
     """z -> 128 -> 256 -> 512 -> 1024 -> C*H*W, LeakyReLU + BatchNorm, tanh output."""
 
-    def __init__(self, latent_dim: int = 100, image_size: int = 28, channels: int = 1, hidden: int = 128) -> None:
+    def __init__(self, latent_dim: int = 100, image_size: int = 28, channels: int = 1, width: int = 128) -> None:
         super().__init__()
         require_positive("model.generator.latent_dim", latent_dim)
         require_positive("data.image_size", image_size)
         require_channels("data.channels", channels)
         self.latent_dim, self.num_classes = latent_dim, 0
         self.image_shape = (channels, image_size, image_size)
-        widths = [hidden, hidden * 2, hidden * 4, hidden * 8]
+        widths = [width, width * 2, width * 4, width * 8]
         layers: list[nn.Module] = [nn.Linear(latent_dim, widths[0]), nn.LeakyReLU(0.2, inplace=True)]
         for w_in, w_out in zip(widths[:-1], widths[1:]):
             layers += [nn.Linear(w_in, w_out), nn.BatchNorm1d(w_out, momentum=0.2), nn.LeakyReLU(0.2, inplace=True)]
@@ -34,18 +34,18 @@ class MLPGenerator(nn.Module):
 class MLPDiscriminator(nn.Module):
     """C*H*W -> 512 -> 256 -> 1 logit, LeakyReLU."""
 
-    def __init__(self, image_size: int = 28, channels: int = 1, hidden: int = 256) -> None:
+    def __init__(self, image_size: int = 28, channels: int = 1, width: int = 256) -> None:
         super().__init__()
         require_positive("data.image_size", image_size)
         require_channels("data.channels", channels)
         self.num_classes = 0
         self.net = nn.Sequential(
             nn.Flatten(),
-            nn.Linear(channels * image_size * image_size, hidden * 2),
+            nn.Linear(channels * image_size * image_size, width * 2),
             nn.LeakyReLU(0.2, inplace=True),
-            nn.Linear(hidden * 2, hidden),
+            nn.Linear(width * 2, width),
             nn.LeakyReLU(0.2, inplace=True),
-            nn.Linear(hidden, 1),
+            nn.Linear(width, 1),
         )
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
