@@ -1,0 +1,84 @@
+"""Building blocks shared by the networks: spectral norm, conditional BatchNorm, projection head."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils.parametrizations import spectral_norm
+
+from gan_lab.errors import ConfigError
+
+# Layers whose weight is a linear map: what spectral normalisation constrains.
+SN_LAYERS = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear, nn.Embedding)
+
+
+def apply_spectral_norm(net: nn.Module, n_power_iterations: int = 1) -> nn.Module:
+    """Spectral-normalise every weight layer of ``net`` in place (Miyato et al. 2018).
+
+    Call after weight init: the parametrization keeps the initialised weight as ``original``.
+    One power iteration per forward pass, as in the paper (the estimate is refined across steps).
+    """
+    for module in list(net.modules()):
+        if isinstance(module, SN_LAYERS) and not _has_spectral_norm(module):
+            dim = 1 if isinstance(module, nn.ConvTranspose2d) else 0
+            spectral_norm(module, n_power_iterations=n_power_iterations, dim=dim)
+    return net
+
+
+def _has_spectral_norm(module: nn.Module) -> bool:
+    parametrizations = getattr(module, "parametrizations", None)
+    return parametrizations is not None and "weight" in parametrizations
+
+
+def require_num_classes(key: str, num_classes: int | None) -> int:
+    """Conditional layers need the number of classes; 0 or None means the config forgot it."""
+    if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
+        raise ConfigError(
+            key,
+            num_classes,
+            "a conditional network needs the number of classes; set data.num_classes (10 for MNIST / CIFAR-10)",
+        )
+    return num_classes
+
+
+class ConditionalBatchNorm2d(nn.Module):
+    """BatchNorm whose scale and shift are looked up per class (de Vries et al. 2017).
+
+    Gains start at 1 and biases at 0, so an untrained conditional G behaves like a plain-BN G.
+    """
+
+    def __init__(self, num_features: int, num_classes: int) -> None:
+        super().__init__()
+        self.bn = nn.BatchNorm2d(num_features, affine=False)
+        self.gain = nn.Embedding(num_classes, num_features)
+        self.bias = nn.Embedding(num_classes, num_features)
+        nn.init.ones_(self.gain.weight)
+        nn.init.zeros_(self.bias.weight)
+
+    def forward(self, x: Tensor, y: Tensor) -> Tensor:
+        out = self.bn(x)
+        return self.gain(y)[:, :, None, None] * out + self.bias(y)[:, :, None, None]
+
+
+class ProjectionHead(nn.Module):
+    """``logit = w . h + embed(y) . h`` (Miyato & Koyama 2018): the class enters as an inner product.
+
+    ``num_classes=0`` leaves only the linear term: an unconditional head.
+    """
+
+    def __init__(self, features: int, num_classes: int = 0) -> None:
+        super().__init__()
+        self.linear = nn.Linear(features, 1)
+        self.embed = nn.Embedding(num_classes, features) if num_classes > 0 else None
+        nn.init.xavier_uniform_(self.linear.weight)
+        nn.init.zeros_(self.linear.bias)
+        if self.embed is not None:
+            nn.init.xavier_uniform_(self.embed.weight)
+
+    def forward(self, h: Tensor, y: Tensor | None = None) -> Tensor:
+        logits = self.linear(h).squeeze(1)
+        if self.embed is None:
+            return logits
+        if y is None:
+            raise ValueError("a projection discriminator needs class labels y, got None")
+        return logits + torch.sum(self.embed(y) * h, dim=1)

@@ -1,0 +1,85 @@
+"""Discriminator regularizers: WGAN-GP gradient penalty and R1, both on D's input gradients.
+
+Both differentiate D's output with respect to its input and then backpropagate through that
+gradient (double backward), so D must be built from ops that support it; all nets here do.
+They are per-sample penalties, so a D with BatchNorm (which mixes samples) is refused upstream.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+from gan_lab.errors import ConfigError
+
+Critic = Callable[[Tensor, Tensor | None], Tensor]
+
+
+def _input_gradients(discriminator: Critic, x: Tensor, y: Tensor | None) -> Tensor:
+    """d sum(D(x)) / dx, kept in the graph so the penalty can be backpropagated."""
+    x = x.detach().requires_grad_(True)
+    scores = discriminator(x, y).float()
+    (grad,) = torch.autograd.grad(scores.sum(), x, create_graph=True)
+    return grad.float().flatten(1)
+
+
+def gradient_penalty(
+    discriminator: Critic, real: Tensor, fake: Tensor, y: Tensor | None = None, target: float = 1.0
+) -> Tensor:
+    """``E[(||grad D(x_hat)||_2 - target)^2]`` on random points between real and fake (Gulrajani et al. 2017)."""
+    alpha = torch.rand(
+        real.shape[0], *([1] * (real.dim() - 1)), device=real.device, dtype=real.dtype
+    )
+    x_hat = alpha * real.detach() + (1 - alpha) * fake.detach()
+    grad = _input_gradients(discriminator, x_hat, y)
+    return (grad.norm(2, dim=1) - target).pow(2).mean()
+
+
+def r1_penalty(discriminator: Critic, real: Tensor, y: Tensor | None = None) -> Tensor:
+    """``E[||grad D(x)||^2]`` on real data (Mescheder et al. 2018), without the gamma/2 factor."""
+    return _input_gradients(discriminator, real, y).pow(2).sum(dim=1).mean()
+
+
+class DiscriminatorRegularizer:
+    """The penalty added to D's loss: ``gp_weight * GP + r1_gamma / 2 * R1``.
+
+    R1 is lazy (Karras et al. 2020): computed on every ``r1_interval``-th D step only, with its
+    weight multiplied by the interval so the average strength is unchanged.
+    """
+
+    def __init__(self, gp_weight: float = 0.0, r1_gamma: float = 0.0, r1_interval: int = 1) -> None:
+        for key, value in (
+            ("model.regularizer.gp_weight", gp_weight),
+            ("model.regularizer.r1_gamma", r1_gamma),
+        ):
+            if not isinstance(value, int | float) or value < 0:
+                raise ConfigError(key, value, "must be a number >= 0 (0 disables it)")
+        if not isinstance(r1_interval, int) or r1_interval < 1:
+            raise ConfigError(
+                "model.regularizer.r1_interval",
+                r1_interval,
+                "must be an integer >= 1 (1 = every D step)",
+            )
+        self.gp_weight, self.r1_gamma, self.r1_interval = (
+            float(gp_weight),
+            float(r1_gamma),
+            r1_interval,
+        )
+
+    def __call__(
+        self, discriminator: Critic, real: Tensor, fake: Tensor, y: Tensor | None, d_step: int
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        """Total penalty for D's ``d_step``-th update (0-based), and the raw terms for logging."""
+        total = torch.zeros((), device=real.device)
+        logs: dict[str, Tensor] = {}
+        if self.gp_weight > 0:
+            gp = gradient_penalty(discriminator, real, fake, y)
+            total = total + self.gp_weight * gp
+            logs["penalty/gp"] = gp.detach()
+        if self.r1_gamma > 0 and d_step % self.r1_interval == 0:
+            r1 = r1_penalty(discriminator, real, y)
+            total = total + 0.5 * self.r1_gamma * self.r1_interval * r1
+            logs["penalty/r1"] = r1.detach()
+        return total, logs
