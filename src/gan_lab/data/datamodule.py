@@ -1,0 +1,251 @@
+"""The LightningDataModule: picks a source, holds it in memory as uint8, batches per device."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader
+
+from gan_lab.data import sources
+from gan_lab.data.folder_data import ImageFileDataset
+from gan_lab.data.sources import ImageSet
+from gan_lab.data.tensor_data import (
+    EpochBatchSampler,
+    TensorImageDataset,
+    cache_key,
+    load_cached,
+    resize_uint8,
+    store_cached,
+    to_model_shape,
+    uint8_to_float,
+)
+from gan_lab.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+SOURCES = ("mnist", "cifar10", "image_folder", "synthetic")
+NATIVE_CHANNELS = {"mnist": 1, "cifar10": 3}
+
+
+class GANDataModule(L.LightningDataModule):
+    """Images in [-1, 1] with their labels.
+
+    ``batch_size`` is the *global* batch: each of the ``world_size`` ranks gets
+    ``batch_size // world_size`` images per step, so changing the number of devices does not
+    change the optimisation. ``path`` (an image folder) replaces the torchvision source, which
+    is how an offline copy of CIFAR-10 is used.
+    """
+
+    def __init__(
+        self,
+        source: str = "mnist",
+        data_dir: str = "data",
+        path: str | None = None,
+        image_size: int = 32,
+        channels: int = 1,
+        batch_size: int = 64,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+        hflip: bool = False,
+        heldout_fraction: float = 0.1,
+        cache_dir: str | None = None,
+        synthetic_size: int = 2048,
+        seed: int = 0,
+        in_memory_max_images: int = 100_000,
+        num_classes: int | None = None,
+    ) -> None:
+        super().__init__()
+        sources.check_source_name(source, SOURCES)
+        if source == "image_folder" and not path:
+            raise ConfigError("data.path", path, "data=image_folder needs data.path=<folder of images>")
+        if not 0.0 < heldout_fraction < 1.0:
+            raise ConfigError("data.heldout_fraction", heldout_fraction, "must be in (0, 1)")
+        if in_memory_max_images < 0:
+            raise ConfigError("data.in_memory_max_images", in_memory_max_images, "must be >= 0 (0: per sample)")
+        self.save_hyperparameters(logger=False)
+        self.source, self.path = source, Path(path).expanduser() if path else None
+        self.data_dir = Path(data_dir).expanduser()
+        self.image_size, self.channels = image_size, channels
+        self.batch_size, self.num_workers, self.pin_memory = batch_size, num_workers, pin_memory
+        self.hflip, self.heldout_fraction = hflip, heldout_fraction
+        self.cache_dir = Path(cache_dir).expanduser() if cache_dir else None
+        self.synthetic_size, self.seed = synthetic_size, seed
+        self.in_memory_max_images = in_memory_max_images
+        self.configured_num_classes = num_classes  # what conditional nets were built for (data.num_classes)
+        self.train_set: ImageSet | None = None
+        self.train_files: ImageFileDataset | None = None  # the per-sample path for large folders
+        self.heldout_set: ImageSet | None = None
+        self.sampler: EpochBatchSampler | None = None
+
+    # ----------------------------------------------------------------------------- loading
+    @property
+    def dataset_name(self) -> str:
+        """A name for caches and metric reference statistics."""
+        return f"{self.source}:{self.path}" if self.path else self.source
+
+    @property
+    def class_names(self) -> list[str]:
+        self._ensure_loaded()
+        train = self.train_set if self.train_set is not None else self.train_files
+        assert train is not None
+        return train.class_names
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def _load_native(self, split: str) -> ImageSet:
+        if self.source == "synthetic":
+            size = self.synthetic_size if split == "train" else max(self.synthetic_size // 4, 1)
+            return sources.synthetic_shapes(split, size, self.image_size, self.channels)
+        if self.path is not None:
+            return self._load_folder_split(split)
+        if self.source == "mnist":
+            return sources.load_mnist(self.data_dir, split)
+        return sources.load_torchvision_cifar10(self.data_dir, split)
+
+    def _folder_split_files(self, split: str) -> tuple[list[Path], list[int], list[str]]:
+        assert self.path is not None
+        split_dirs = sources.folder_splits(self.path)
+        folder = split_dirs[split] if split_dirs else self.path
+        files, labels, class_names = sources.list_image_folder(folder)
+        if split_dirs:
+            return files, labels, class_names
+        # A flat folder: hold out a fixed, seed-independent fraction for metrics.
+        perm = torch.randperm(len(files), generator=torch.Generator().manual_seed(0))
+        n_held = max(1, int(len(files) * self.heldout_fraction))
+        keep = perm[:n_held] if split == "test" else perm[n_held:]
+        return [files[i] for i in keep.tolist()], [labels[i] for i in keep.tolist()], class_names
+
+    def _load_folder_split(self, split: str) -> ImageSet:
+        files, labels, class_names = self._folder_split_files(split)
+        native_channels = 1 if self.channels == 1 else 3
+        images = sources.decode_images(
+            files, native_channels, lambda img: resize_uint8(img, self.image_size)
+        )
+        return ImageSet(images, torch.tensor(labels, dtype=torch.long), class_names)
+
+    def streams_from_files(self) -> bool:
+        """A folder with more than ``in_memory_max_images`` training images is read per sample."""
+        if self.path is None or self.source == "synthetic":
+            return False
+        if not hasattr(self, "_train_file_count"):
+            self._train_file_count = len(self._folder_split_files("train")[0])
+        return self._train_file_count > self.in_memory_max_images
+
+    def _cache_file(self, split: str) -> Path | None:
+        if self.cache_dir is None or self.source == "synthetic":
+            return None
+        origin = self.path.resolve() if self.path else self.data_dir.resolve()
+        stamp = self.path.stat().st_mtime_ns if self.path else 0
+        key = cache_key(self.source, origin, stamp, split, self.image_size, self.channels, self.heldout_fraction)
+        return self.cache_dir / f"{self.source}-{split}-{self.image_size}px-{self.channels}ch-{key}.pt"
+
+    def load_split(self, split: str) -> ImageSet:
+        """The split at the model's size and channels, from the on-disk cache when present."""
+        cache_file = self._cache_file(split)
+        cached = load_cached(cache_file) if cache_file else None
+        if cached is not None:
+            return cached
+        start = time.perf_counter()
+        image_set = to_model_shape(self._load_native(split), self.image_size, self.channels)
+        log.info("decoded %s/%s: %d images in %.1fs", self.dataset_name, split, len(image_set), time.perf_counter() - start)
+        if cache_file:
+            store_cached(image_set, cache_file)
+        return image_set
+
+    def prepare_data(self) -> None:
+        # Runs on one process per node: downloads and fills the cache once.
+        for split in sources.SPLITS:
+            if not (split == "train" and self.streams_from_files()):
+                self.load_split(split)
+
+    def _ensure_loaded(self) -> None:
+        if self.train_set is None and self.train_files is None:
+            if self.streams_from_files():
+                files, labels, class_names = self._folder_split_files("train")
+                self.train_files = ImageFileDataset(files, labels, self.image_size, self.channels, class_names)
+            else:
+                self.train_set = self.load_split("train")
+            self.heldout_set = self.load_split("test")
+
+    def setup(self, stage: str | None = None) -> None:
+        self._ensure_loaded()
+        if self.configured_num_classes is not None and self.configured_num_classes != self.num_classes:
+            raise ConfigError(
+                "data.num_classes",
+                self.configured_num_classes,
+                f"the data has {self.num_classes} classes; set data.num_classes={self.num_classes}",
+            )
+
+    # ----------------------------------------------------------------------------- batching
+    def world(self) -> tuple[int, int]:
+        trainer = self.trainer
+        if trainer is None:
+            return 0, 1
+        return trainer.global_rank, trainer.world_size
+
+    @property
+    def batch_size_per_device(self) -> int:
+        _, world_size = self.world()
+        if self.batch_size % world_size:
+            raise ConfigError(
+                "data.batch_size",
+                self.batch_size,
+                f"the global batch must divide by the {world_size} processes; use a multiple of {world_size}",
+            )
+        return self.batch_size // world_size
+
+    def train_dataloader(self) -> DataLoader:
+        self._ensure_loaded()
+        rank, world_size = self.world()
+        train = self.train_set if self.train_set is not None else self.train_files
+        assert train is not None
+        self.sampler = EpochBatchSampler(
+            len(train),
+            self.batch_size_per_device,
+            seed=self.seed,
+            rank=rank,
+            world_size=world_size,
+        )
+        if self.train_files is not None:  # decode per sample in workers; same batches, same order
+            return DataLoader(
+                self.train_files,
+                batch_sampler=self.sampler,
+                num_workers=self.num_workers,
+                pin_memory=self.pin_memory,
+                persistent_workers=self.num_workers > 0,
+            )
+        assert self.train_set is not None
+        return DataLoader(
+            TensorImageDataset(self.train_set.images, self.train_set.labels),
+            batch_size=None,  # the sampler yields whole batches of indices
+            sampler=self.sampler,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def heldout_images(self, n: int | None = None) -> ImageSet:
+        """uint8 held-out images for metrics (the test split for MNIST / CIFAR-10)."""
+        self._ensure_loaded()
+        assert self.heldout_set is not None
+        return self.heldout_set if n is None else self.heldout_set.subset(torch.arange(min(n, len(self.heldout_set))))
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> tuple[torch.Tensor, torch.Tensor]:
+        # Conversion and augmentation run on the whole batch, on the device.
+        images, labels = batch
+        images = uint8_to_float(images)
+        if self.hflip and self.trainer is not None and self.trainer.training:
+            flip = torch.rand(images.shape[0], device=images.device) < 0.5
+            images = torch.where(flip[:, None, None, None], images.flip(-1), images)
+        return images, labels
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"source": self.dataset_name, "image_size": self.image_size, "channels": self.channels}
+
