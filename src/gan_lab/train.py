@@ -8,13 +8,16 @@ from pathlib import Path
 from typing import Any
 
 import hydra
-import lightning as L
 from omegaconf import DictConfig, OmegaConf
 
-from gan_lab.callbacks import RunConfigInCheckpoint
 from gan_lab.config import validate_config
 from gan_lab.errors import UserError, find_user_error
-from gan_lab.utils import hyperparameters, instantiate_callbacks, instantiate_loggers, print_and_save_config
+from gan_lab.utils import (
+    hyperparameters,
+    instantiate_callbacks,
+    instantiate_loggers,
+    print_and_save_config,
+)
 
 log = logging.getLogger(__name__)
 
@@ -22,25 +25,19 @@ CONFIG_PATH = str(Path(__file__).resolve().parents[2] / "configs")
 
 
 def resolve_ckpt_path(ckpt_path: str | None, output_dir: Path) -> str | None:
-    """``last`` means the newest checkpoint of this run directory."""
-    if ckpt_path is None:
-        return None
-    if ckpt_path == "last":
-        candidate = output_dir / "checkpoints" / "last.ckpt"
-        if not candidate.is_file():
-            raise UserError(
-                f"ckpt_path=last: no checkpoint at {candidate}. Resume inside the old run directory with "
-                f"hydra.run.dir=<run dir> ckpt_path=last, or pass ckpt_path=<file.ckpt>."
-            )
-        return str(candidate)
-    if not Path(ckpt_path).is_file():
-        raise UserError(f"ckpt_path={ckpt_path!r} does not exist. Pass an existing .ckpt file or ckpt_path=last.")
-    return ckpt_path
+    """``last``/``auto``: the newest checkpoint of this run directory that loads (see checkpoint_io)."""
+    return resolve_resume_path(ckpt_path, output_dir)
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit the configured GAN; returns the final logged scalars (for sweeps and tests)."""
     validate_config(cfg)
+    import lightning as L  # heavy: imported once the config is known to be valid
+
+    from gan_lab.callbacks import RunConfigInCheckpoint
+from gan_lab.callbacks.resume_state import ResumeState
+from gan_lab.checkpoint_io import resolve_resume_path
+
     output_dir = Path(cfg.paths.output_dir)
     ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), output_dir)
     if cfg.get("seed") is not None:
@@ -52,8 +49,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
     model = hydra.utils.instantiate(cfg.model)
     callbacks = instantiate_callbacks(cfg.get("callbacks"))
     callbacks.append(RunConfigInCheckpoint(OmegaConf.to_container(cfg, resolve=True)))
+    callbacks.append(ResumeState())  # RNG states and TensorBoard restart marker: exact resume
     loggers = instantiate_loggers(cfg.get("logger"))
-    trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
+    trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
     for logger in trainer.loggers:
         logger.log_hyperparams(hyperparameters(cfg))
 
@@ -66,6 +64,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
 def run(cfg: DictConfig) -> float | None:
     """Hydra task: user mistakes become one-line errors and exit code 2, not tracebacks."""
     try:
+        validate_config(cfg)  # before anything is written or loaded
         if cfg.get("print_config", True):
             print_and_save_config(cfg, Path(cfg.paths.output_dir))
         metrics = train(cfg)
@@ -80,7 +79,9 @@ def run(cfg: DictConfig) -> float | None:
     if not metric_name:
         return None
     if metric_name not in metrics:
-        raise UserError(f"optimized_metric={metric_name!r} was not logged; logged: {', '.join(sorted(metrics))}")
+        raise UserError(
+            f"optimized_metric={metric_name!r} was not logged; logged: {', '.join(sorted(metrics))}"
+        )
     return metrics[metric_name]
 
 

@@ -5,15 +5,17 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import hydra
-import lightning as L
 import rich
 import rich.syntax
 import rich.tree
-from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf
+
+if TYPE_CHECKING:  # lightning is imported lazily: config errors should not wait for it
+    import lightning as L
+    from lightning.pytorch.loggers import Logger
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +26,11 @@ def instantiate_dict_of(cfg: DictConfig | None) -> list[Any]:
     """Instantiate every ``_target_`` entry of a config group such as ``callbacks`` or ``logger``."""
     if not cfg:
         return []
-    return [hydra.utils.instantiate(node) for node in cfg.values() if isinstance(node, DictConfig) and "_target_" in node]
+    return [
+        hydra.utils.instantiate(node)
+        for node in cfg.values()
+        if isinstance(node, DictConfig) and "_target_" in node
+    ]
 
 
 def instantiate_callbacks(cfg: DictConfig | None) -> list[L.Callback]:
