@@ -11,6 +11,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from gan_lab.distributed import check_ddp_launch
 from gan_lab.errors import ConfigError
 
 PRECISIONS = ("32-true", "32", "bf16-mixed", "bf16-true", "16-mixed", "64-true")
@@ -58,6 +59,7 @@ def validate_config(cfg: DictConfig) -> None:
         if value not in (None, 1, 0) or (key.endswith("clip_val") and value not in (None, 0)):
             raise ConfigError(key, value, f"not supported with the GAN's manual optimization; {fix}")
     _check_batch_divides_world(cfg)
+    check_ddp_launch(cfg)
     _check_networks_match_data(cfg)
 
 

@@ -11,7 +11,9 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from gan_lab.config import validate_config
+from gan_lab.distributed import is_rank_zero
 from gan_lab.errors import UserError, find_user_error
+from gan_lab.sweep_summary import write_run_metrics
 from gan_lab.utils import (
     hyperparameters,
     instantiate_callbacks,
@@ -57,7 +59,8 @@ from gan_lab.checkpoint_io import resolve_resume_path
 
     trainer.fit(model=model, datamodule=datamodule, ckpt_path=ckpt_path)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
-    log.info("finished %d generator steps; outputs in %s", trainer.global_step, output_dir)
+    steps = int(metrics.get("g_step", trainer.global_step))  # spawned DDP: the step lives in rank 0
+    log.info("finished %d generator steps; outputs in %s", steps, output_dir)
     return metrics
 
 
@@ -65,9 +68,10 @@ def run(cfg: DictConfig) -> float | None:
     """Hydra task: user mistakes become one-line errors and exit code 2, not tracebacks."""
     try:
         validate_config(cfg)  # before anything is written or loaded
-        if cfg.get("print_config", True):
+        if cfg.get("print_config", True) and is_rank_zero():  # DDP ranks started as processes: once
             print_and_save_config(cfg, Path(cfg.paths.output_dir))
         metrics = train(cfg)
+        write_run_metrics(metrics, Path(cfg.paths.output_dir))  # final scalars for the sweep summary
     except Exception as exc:
         user_error = find_user_error(exc)
         if user_error is None:

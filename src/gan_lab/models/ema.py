@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from gan_lab.errors import ConfigError
+
+
+def _ema_update(
+    ema_params: list[torch.Tensor],
+    params: list[torch.Tensor],
+    num_averaged: torch.Tensor,
+    *,
+    decay: float,
+) -> None:
+    """torch's EMA update as a module-level function: DDP spawn must pickle the module."""
+    get_ema_multi_avg_fn(decay)(ema_params, params, num_averaged)
 
 
 class GeneratorEMA(nn.Module):
@@ -23,7 +36,7 @@ class GeneratorEMA(nn.Module):
         if start_step < 0:
             raise ConfigError("model.ema.start_step", start_step, "must be >= 0")
         self.decay, self.start_step = decay, start_step
-        self.averaged = AveragedModel(generator, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+        self.averaged = AveragedModel(generator, multi_avg_fn=partial(_ema_update, decay=decay), use_buffers=True)
         self.averaged.requires_grad_(False)
 
     @property

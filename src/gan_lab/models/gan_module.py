@@ -21,6 +21,7 @@ from torch.optim.lr_scheduler import LambdaLR, LRScheduler
 from gan_lab.errors import ConfigError
 from gan_lab.models.ema import GeneratorEMA
 from gan_lab.models.losses import AdversarialLoss, discriminator_score, get_loss
+from gan_lab.models.noise import rank_noise
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], Optimizer]
 LR_SCHEDULES = ("constant", "linear")
@@ -42,6 +43,7 @@ class GANModule(L.LightningModule):
         ema_start_step: int = 0,
         num_fixed_samples: int = 64,
         fixed_noise_seed: int = 0,
+        noise_seed: int | None = None,
     ) -> None:
         super().__init__()
         if n_critic < 1:
@@ -66,6 +68,7 @@ class GANModule(L.LightningModule):
         fixed_y = torch.arange(num_fixed_samples) * max(self.num_classes, 1) // num_fixed_samples
         self.register_buffer("fixed_y", fixed_y.long())  # one block of rows per class when conditional
         self.d_updates = 0  # D updates so far; survives checkpoints
+        self.noise_seed = noise_seed  # training noise stream (see models/noise.py); None: drawn in setup
 
     # ---------------------------------------------------------------------------- sampling
     @property
@@ -77,6 +80,31 @@ class GANModule(L.LightningModule):
         z = torch.randn(n, self.latent_dim, device=self.device)
         y = torch.randint(0, self.num_classes, (n,), device=self.device) if self.num_classes else None
         return z, y
+
+    def training_noise(self, n: int, stream: str) -> tuple[Tensor, Tensor | None]:
+        """This rank's ``n`` rows of the step's global noise batch: distinct per rank, same for any world size."""
+        assert self.noise_seed is not None, "setup() draws the noise seed"
+        counter = self.d_updates if stream == "d" else self.global_step
+        rank, world = (
+            (self.trainer.global_rank, self.trainer.world_size) if self._trainer else (0, 1)
+        )
+        return rank_noise(
+            seed=self.noise_seed,
+            stream=stream,
+            counter=counter,
+            per_rank=n,
+            rank=rank,
+            world_size=world,
+            latent_dim=self.latent_dim,
+            num_classes=self.num_classes,
+            device=self.device,
+        )
+
+    def setup(self, stage: str) -> None:
+        if self.noise_seed is None:  # one random seed for all ranks, kept in checkpoints
+            self.noise_seed = int(
+                self.trainer.strategy.broadcast(int(torch.randint(2**62, ()).item()))
+            )
 
     @torch.no_grad()
     def generate(self, z: Tensor, y: Tensor | None = None, use_ema: bool = True) -> Tensor:
@@ -111,7 +139,7 @@ class GANModule(L.LightningModule):
 
         # --- discriminator update (G frozen; fakes carry no graph back into G)
         with self.toggled_optimizer(opt_d):
-            z, y_fake = self.sample_noise(real.shape[0])
+            z, y_fake = self.training_noise(real.shape[0], "d")
             with torch.no_grad():
                 fake = self.generator(z, y_fake)
             real_logits = self.discriminator(real, y_real)
@@ -137,7 +165,7 @@ class GANModule(L.LightningModule):
 
         # --- generator update (D frozen, but gradients flow through it to G)
         with self.toggled_optimizer(opt_g):
-            z, y_fake = self.sample_noise(real.shape[0])
+            z, y_fake = self.training_noise(real.shape[0], "g")
             fake_logits = self.discriminator(self.generator(z, y_fake), y_fake)
             g_loss = self.loss.g_loss(fake_logits)
             opt_g.zero_grad(set_to_none=True)
@@ -181,7 +209,8 @@ class GANModule(L.LightningModule):
             optimizer._on_before_step, optimizer._on_after_step = before, after
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["gan_lab"] = {"d_updates": self.d_updates}
+        checkpoint["gan_lab"] = {"d_updates": self.d_updates, "noise_seed": self.noise_seed}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.d_updates = int(checkpoint.get("gan_lab", {}).get("d_updates", 0))
+        self.noise_seed = checkpoint.get("gan_lab", {}).get("noise_seed", self.noise_seed)

@@ -1,0 +1,274 @@
+"""After a Hydra multirun: one table of every run's overrides and final metrics.
+
+Writes into the sweep directory
+
+- ``summary.csv``: one row per run, all overrides and all final scalar metrics;
+- ``summary.md``: the same runs as a Markdown table, only the overrides that differ between
+  runs, best run first;
+- ``tensorboard/``: a parent logdir with one entry per run (a relative link to the run's
+  ``tensorboard/`` folder, named after its overrides), so ``tensorboard --logdir <sweep>/tensorboard``
+  shows all runs side by side under readable names.
+
+Rows are sorted by the optimised metric (``optimized_metric`` of the sweep's config; Optuna's
+``direction`` when the sweep used Optuna, else lower is better); runs without it go last.
+Final metrics come from the ``metrics.json`` that ``gan-train`` writes at the end of every run.
+Runs either by hand (``gan-sweep-summary <sweep dir>``) or automatically after every multirun
+(the Hydra callback configured in ``configs/hydra/default.yaml``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import math
+import os
+import re
+import shutil
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+from gan_lab.distributed import is_rank_zero
+from gan_lab.errors import UserError
+
+log = logging.getLogger(__name__)
+
+METRICS_FILE = "metrics.json"
+DIRECTIONS = ("minimize", "maximize")
+
+
+def write_run_metrics(metrics: dict[str, float], output_dir: Path) -> None:
+    """Keep a run's final scalars next to its config (rank 0 only: one writer per run)."""
+    if not is_rank_zero():
+        return
+    output_dir.mkdir(parents=True, exist_ok=True)
+    tmp = output_dir / f".{METRICS_FILE}.tmp"
+    tmp.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, output_dir / METRICS_FILE)
+
+
+@dataclass
+class RunRecord:
+    job: str
+    path: Path
+    overrides: dict[str, str]
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def status(self) -> str:
+        return "ok" if self.metrics else "no metrics (failed or unfinished)"
+
+
+@dataclass
+class SweepSummary:
+    runs: list[RunRecord]
+    metric: str | None
+    direction: str
+    csv_path: Path
+    markdown_path: Path
+    tensorboard_dir: Path
+
+
+def _split_override(text: str) -> tuple[str, str]:
+    key, _, value = text.partition("=")
+    return key.lstrip("+~"), value
+
+
+def _job_sort_key(path: Path) -> tuple[int, str]:
+    return (int(path.name), "") if path.name.isdigit() else (10**9, path.name)
+
+
+def collect_runs(sweep_dir: Path) -> list[RunRecord]:
+    """Every job directory of the sweep (those holding ``.hydra/overrides.yaml``), in job order."""
+    runs = []
+    for overrides_file in sorted(
+        sweep_dir.glob("*/.hydra/overrides.yaml"), key=lambda p: _job_sort_key(p.parents[1])
+    ):
+        run_dir = overrides_file.parents[1]
+        overrides = dict(_split_override(str(o)) for o in OmegaConf.load(overrides_file))
+        metrics_file = run_dir / METRICS_FILE
+        metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
+        runs.append(
+            RunRecord(run_dir.name, run_dir, overrides, {k: float(v) for k, v in metrics.items()})
+        )
+    return runs
+
+
+def sweep_settings(sweep_dir: Path) -> tuple[str | None, str]:
+    """(optimised metric, direction) from the sweep's ``multirun.yaml`` when Hydra wrote one."""
+    config_file = sweep_dir / "multirun.yaml"
+    if not config_file.is_file():
+        return None, "minimize"
+    cfg = OmegaConf.load(config_file)
+    metric = OmegaConf.select(cfg, "optimized_metric", default=None)
+    direction = OmegaConf.select(cfg, "hydra.sweeper.direction", default=None)
+    direction = str(direction).lower() if isinstance(direction, str) else "minimize"
+    return metric, direction if direction in DIRECTIONS else "minimize"
+
+
+def sort_runs(runs: list[RunRecord], metric: str | None, direction: str) -> list[RunRecord]:
+    """Best first; runs without a finite value of ``metric`` keep job order at the end."""
+    if metric is None:
+        return list(runs)
+    sign = -1.0 if direction == "maximize" else 1.0
+
+    def key(run: RunRecord) -> tuple[int, float]:
+        value = run.metrics.get(metric)
+        if value is None or math.isnan(value):
+            return (1, 0.0)
+        return (0, sign * value)
+
+    return sorted(runs, key=key)
+
+
+def varying_keys(runs: Sequence[RunRecord]) -> list[str]:
+    keys = sorted({k for run in runs for k in run.overrides})
+    return [k for k in keys if len({run.overrides.get(k) for run in runs}) > 1]
+
+
+def _metric_columns(runs: Sequence[RunRecord], metric: str | None) -> list[str]:
+    names = sorted({k for run in runs for k in run.metrics})
+    return ([metric] if metric else []) + [n for n in names if n != metric]
+
+
+def _fmt(value: float | None) -> str:
+    return "" if value is None else f"{value:.6g}"
+
+
+def write_csv(runs: Sequence[RunRecord], metric: str | None, path: Path) -> None:
+    override_keys = sorted({k for run in runs for k in run.overrides})
+    metric_keys = _metric_columns(runs, metric)
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["rank", "job", "status", *override_keys, *metric_keys])
+        for i, run in enumerate(runs, 1):
+            writer.writerow(
+                [i, run.job, run.status]
+                + [run.overrides.get(k, "") for k in override_keys]
+                + [_fmt(run.metrics.get(k)) for k in metric_keys]
+            )
+
+
+def markdown_table(runs: Sequence[RunRecord], metric: str | None, direction: str) -> str:
+    keys = varying_keys(runs)
+    metric_keys = _metric_columns(runs, metric)
+    common = sorted({f"{k}={v}" for run in runs for k, v in run.overrides.items() if k not in keys})
+    header = ["rank", "job", *keys, *metric_keys]
+    lines = [
+        f"Sorted by `{metric}` ({direction})." if metric else "No optimised metric: job order.",
+        f"Common overrides: `{' '.join(common)}`" if common else "Common overrides: none",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join("---" for _ in header) + "|",
+    ]
+    for i, run in enumerate(runs, 1):
+        cells = [str(i), run.job, *(run.overrides.get(k, "") for k in keys)]
+        cells += [_fmt(run.metrics.get(k)) if run.metrics else "-" for k in metric_keys]
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def run_label(run: RunRecord, keys: Sequence[str]) -> str:
+    """A folder name for TensorBoard: job number plus the overrides that differ between runs."""
+    parts = [
+        f"{k.split('.')[-1].split('/')[-1]}={run.overrides[k]}" for k in keys if k in run.overrides
+    ]
+    return re.sub(r"[^A-Za-z0-9_.,=+-]+", "_", "_".join([run.job, *parts]))[:120]
+
+
+def link_tensorboard(runs: Sequence[RunRecord], parent: Path) -> None:
+    """Fill ``parent`` with one relative link per run's ``tensorboard/`` folder (a copy where links fail)."""
+    if parent.exists():
+        shutil.rmtree(parent)
+    parent.mkdir(parents=True)
+    keys = varying_keys(runs)
+    for run in runs:
+        source = run.path / "tensorboard"
+        if not source.is_dir():
+            continue
+        target = parent / run_label(run, keys)
+        try:
+            target.symlink_to(os.path.relpath(source, parent), target_is_directory=True)
+        except OSError:
+            shutil.copytree(source, target)
+
+
+def summarize(
+    sweep_dir: Path | str, metric: str | None = None, direction: str | None = None
+) -> SweepSummary:
+    """Write ``summary.csv``, ``summary.md`` and ``tensorboard/`` into ``sweep_dir``."""
+    sweep_dir = Path(sweep_dir)
+    runs = collect_runs(sweep_dir)
+    if not runs:
+        raise UserError(
+            f"{sweep_dir} holds no Hydra jobs (no */.hydra/overrides.yaml); pass a multirun directory"
+        )
+    default_metric, default_direction = sweep_settings(sweep_dir)
+    metric = metric or default_metric
+    direction = direction or default_direction
+    if direction not in DIRECTIONS:
+        raise UserError(f"direction={direction!r} is invalid: choose minimize or maximize")
+    runs = sort_runs(runs, metric, direction)
+    summary = SweepSummary(
+        runs,
+        metric,
+        direction,
+        sweep_dir / "summary.csv",
+        sweep_dir / "summary.md",
+        sweep_dir / "tensorboard",
+    )
+    write_csv(runs, metric, summary.csv_path)
+    summary.markdown_path.write_text(
+        f"# Sweep {sweep_dir.name}\n\n" + markdown_table(runs, metric, direction)
+    )
+    link_tensorboard(runs, summary.tensorboard_dir)
+    return summary
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``gan-sweep-summary <sweep dir> [--metric NAME] [--maximize]``"""
+    parser = argparse.ArgumentParser(prog="gan-sweep-summary", description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "sweep_dir", type=Path, help="a multirun directory, e.g. logs/train/multiruns/<date>"
+    )
+    parser.add_argument(
+        "--metric", help="sort by this metric (default: the sweep's optimized_metric)"
+    )
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--maximize", dest="direction", action="store_const", const="maximize")
+    group.add_argument("--minimize", dest="direction", action="store_const", const="minimize")
+    args = parser.parse_args(argv)
+    try:
+        summary = summarize(args.sweep_dir, args.metric, args.direction)
+    except UserError as err:
+        print(f"gan-sweep-summary: error: {err}", file=sys.stderr)
+        return 2
+    print(summary.markdown_path.read_text())
+    print(
+        f"wrote {summary.csv_path}, {summary.markdown_path}; tensorboard --logdir {summary.tensorboard_dir}"
+    )
+    return 0
+
+
+class SweepSummaryCallback(Callback):
+    """Hydra callback: writes the summary when a multirun ends (any sweeper, any launcher)."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        try:
+            summary = summarize(sweep_dir)
+        except UserError as err:
+            log.warning("no sweep summary: %s", err)
+            return
+        log.info(
+            "sweep summary: %s (tensorboard --logdir %s)",
+            summary.markdown_path,
+            summary.tensorboard_dir,
+        )

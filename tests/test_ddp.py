@@ -1,0 +1,213 @@
+"""DDP proved on CPU: 2 gloo processes give what 1 process gives, write each file once, resume.
+
+The equivalence needs a generator without batch statistics (BatchNorm normalises each rank's
+share of the batch, so with it 2 x B/2 is a different model than 1 x B). The MLP generator's
+BatchNorm layers are swapped for identities here; the discriminator has none.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import hydra
+import lightning as L
+import pytest
+import torch
+from omegaconf import DictConfig
+from torch import nn
+
+from gan_lab.data.tensor_data import EpochBatchSampler, uint8_to_float
+from gan_lab.distributed import check_ddp_launch, is_rank_zero
+from gan_lab.errors import ConfigError
+from gan_lab.models.noise import rank_noise
+from gan_lab.train import train
+
+TINY = (
+    "data.source=synthetic",
+    "data.image_size=8",
+    "data.channels=1",
+    "data.synthetic_size=64",
+    "data.batch_size=8",
+    "model.generator.latent_dim=8",
+    "model.generator.width=4",
+    "model.discriminator.width=8",
+    "model.n_critic=2",
+    "model.ema_decay=0.9",
+    "model.num_fixed_samples=4",
+    "seed=3",
+)
+G_STEPS = 3  # with n_critic=2: 6 D updates, 3 G updates, all inside the first epoch
+
+
+# ------------------------------------------------------------------------------ noise
+def test_each_rank_gets_its_slice_of_the_same_global_noise() -> None:
+    common = {"seed": 7, "stream": "d", "counter": 5, "latent_dim": 3, "num_classes": 10}
+    z1, y1 = rank_noise(per_rank=8, rank=0, world_size=1, **common)
+    halves = [rank_noise(per_rank=4, rank=r, world_size=2, **common) for r in (0, 1)]
+    assert torch.equal(torch.cat([z for z, _ in halves]), z1)
+    assert torch.equal(torch.cat([y for _, y in halves]), y1)
+    assert not torch.allclose(halves[0][0], halves[1][0])  # different noise per rank
+    again, _ = rank_noise(per_rank=4, rank=1, world_size=2, **common)
+    assert torch.equal(again, halves[1][0])  # reproducible
+    other_step, _ = rank_noise(per_rank=8, rank=0, world_size=1, **{**common, "counter": 6})
+    other_stream, _ = rank_noise(per_rank=8, rank=0, world_size=1, **{**common, "stream": "g"})
+    assert not torch.allclose(other_step, z1) and not torch.allclose(other_stream, z1)
+
+
+# ------------------------------------------------------------------------------ config checks
+def test_global_batch_must_divide_by_world_size(make_cfg: Callable[..., DictConfig]) -> None:
+    from gan_lab.config import validate_config
+
+    with pytest.raises(ConfigError, match=r"data\.batch_size=15 .*world size 2"):
+        validate_config(make_cfg("trainer=ddp_cpu", "data.batch_size=15"))
+
+
+def test_multirun_refuses_ddp_that_reruns_the_script(make_cfg: Callable[..., DictConfig]) -> None:
+    cfg = make_cfg("trainer=ddp", "trainer.devices=2")
+    with pytest.raises(
+        ConfigError, match=r"trainer\.strategy\.start_method='popen'.*start_method=spawn"
+    ):
+        check_ddp_launch(cfg, multirun=True, env={})
+    check_ddp_launch(cfg, multirun=False, env={})  # a single run may re-run the script
+    check_ddp_launch(cfg, multirun=True, env={"SLURM_NTASKS": "8", "SLURM_JOB_NAME": "gan"})
+    check_ddp_launch(make_cfg("trainer=ddp_cpu"), multirun=True, env={})  # spawn
+    with pytest.raises(ConfigError, match=r"trainer\.strategy='ddp'.*trainer\.strategy=ddp_spawn"):
+        check_ddp_launch(make_cfg("trainer=ddp", "trainer.strategy=ddp"), multirun=True, env={})
+
+
+def test_only_rank_zero_writes_run_files() -> None:
+    assert is_rank_zero({})
+    assert not is_rank_zero({"LOCAL_RANK": "1"})
+    assert not is_rank_zero({"SLURM_PROCID": "4", "LOCAL_RANK": "0"})  # node 1, first GPU
+
+
+# ------------------------------------------------------------------------------ the proof
+def _strip_batchnorm(net: nn.Module) -> None:
+    for name, child in net.named_children():
+        if isinstance(child, nn.modules.batchnorm._BatchNorm):
+            setattr(net, name, nn.Identity())
+        else:
+            _strip_batchnorm(child)
+
+
+def _weights(module: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def _fit(cfg: DictConfig) -> L.LightningModule:
+    """Fit ``G_STEPS`` generator steps; returns the module with rank 0's final weights."""
+    L.seed_everything(cfg.seed)
+    model = hydra.utils.instantiate(cfg.model)
+    _strip_batchnorm(model.generator)
+    _strip_batchnorm(model.ema)
+    trainer = hydra.utils.instantiate(
+        cfg.trainer,
+        max_steps=G_STEPS,
+        logger=False,
+        callbacks=[],
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+    )
+    trainer.fit(model, datamodule=hydra.utils.instantiate(cfg.data))
+    return model
+
+
+def _plain_pytorch_reference(cfg: DictConfig) -> dict[str, torch.Tensor]:
+    """The same k steps written out by hand: each optimizer steps on its own network's loss only."""
+    L.seed_everything(cfg.seed)
+    model = hydra.utils.instantiate(cfg.model)
+    _strip_batchnorm(model.generator)
+    G, D, loss = model.generator, model.discriminator, model.loss
+    opt_g = hydra.utils.instantiate(cfg.model.optimizer_g)(G.parameters())
+    opt_d = hydra.utils.instantiate(cfg.model.optimizer_d)(D.parameters())
+    data = hydra.utils.instantiate(cfg.data)
+    data.setup()
+    batch = cfg.data.batch_size
+    noise = {
+        "seed": cfg.seed,
+        "per_rank": batch,
+        "rank": 0,
+        "world_size": 1,
+        "latent_dim": G.latent_dim,
+    }
+    batches = list(EpochBatchSampler(len(data.train_set), batch, seed=data.seed))
+    for d_updates, index in enumerate(batches[: G_STEPS * cfg.model.n_critic]):
+        real = uint8_to_float(data.train_set.images[index])
+        z, _ = rank_noise(stream="d", counter=d_updates, num_classes=0, **noise)
+        with torch.no_grad():
+            fake = G(z)
+        opt_d.zero_grad()
+        loss.d_loss(D(real), D(fake)).backward()
+        opt_d.step()
+        if (d_updates + 1) % cfg.model.n_critic:
+            continue
+        z, _ = rank_noise(
+            stream="g", counter=(d_updates + 1) // cfg.model.n_critic - 1, num_classes=0, **noise
+        )
+        opt_g.zero_grad()
+        loss.g_loss(D(G(z))).backward()
+        opt_g.step()
+    return {
+        **{f"generator.{k}": v for k, v in _weights(G).items()},
+        **{f"discriminator.{k}": v for k, v in _weights(D).items()},
+    }
+
+
+def test_two_gloo_processes_train_exactly_like_one(make_cfg: Callable[..., DictConfig]) -> None:
+    single = _weights(_fit(make_cfg(*TINY, "trainer=cpu")))
+    ddp = _weights(_fit(make_cfg(*TINY, "trainer=ddp_cpu")))
+    reference = _plain_pytorch_reference(make_cfg(*TINY, "trainer=cpu"))
+
+    trained = [k for k in single if k.startswith(("generator.", "discriminator.", "ema."))]
+    assert len(trained) >= 12
+    initial = _weights(hydra.utils.instantiate(make_cfg(*TINY).model))
+    moved = [k for k in trained if k in initial and not torch.allclose(initial[k], single[k])]
+    assert len(moved) >= 10, "training must move the weights for the comparison to mean anything"
+    for key in trained:
+        torch.testing.assert_close(ddp[key], single[key], atol=1e-5, rtol=1e-4, msg=key)
+    for key, value in reference.items():  # no gradient of one network leaks into the other's step
+        torch.testing.assert_close(single[key], value, atol=1e-5, rtol=1e-4, msg=key)
+
+
+# ------------------------------------------------------------------------------ files and resume
+def test_ddp_cpu_run_writes_each_file_once_and_resumes(
+    make_cfg: Callable[..., DictConfig], tmp_path: Path
+) -> None:
+    every = (
+        "callbacks.model_checkpoint.every_n_train_steps=25",
+        "callbacks.sample_grid.every_n_steps=25",
+    )
+    tiny = [o for o in TINY if o != "model.n_critic=2"]
+    cfg = make_cfg(*tiny, *every, "trainer=ddp_cpu", "trainer.max_steps=50")
+    run_dir = Path(cfg.paths.output_dir)
+    metrics = train(cfg)
+    assert metrics["g_step"] == 50  # rank 0's metrics come back to the launching process
+
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == [
+        "last.ckpt",
+        "step_0000025.ckpt",
+        "step_0000050.ckpt",
+    ]
+    assert len(list((run_dir / "tensorboard").glob("events.out.tfevents.*"))) == 1
+    assert sorted(p.name for p in (run_dir / "samples").iterdir()) == [
+        "step_0000025.png",
+        "step_0000050.png",
+    ]
+    first = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    assert first["global_step"] == 50 and first["gan_lab"]["d_updates"] == 50
+
+    resumed = train(
+        make_cfg(*tiny, *every, "trainer=ddp_cpu", "trainer.max_steps=60", "ckpt_path=last")
+    )
+    assert resumed["g_step"] == 60
+    last = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    assert last["global_step"] == 60 and last["gan_lab"]["d_updates"] == 60
+    changed = [
+        k
+        for k in first["state_dict"]
+        if not torch.equal(first["state_dict"][k], last["state_dict"][k])
+    ]
+    assert any(k.startswith("generator.") for k in changed) and any(
+        k.startswith("discriminator.") for k in changed
+    )
