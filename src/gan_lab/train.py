@@ -28,6 +28,8 @@ CONFIG_PATH = str(Path(__file__).resolve().parents[2] / "configs")
 
 def resolve_ckpt_path(ckpt_path: str | None, output_dir: Path) -> str | None:
     """``last``/``auto``: the newest checkpoint of this run directory that loads (see checkpoint_io)."""
+    from gan_lab.checkpoint_io import resolve_resume_path  # imports torch
+
     return resolve_resume_path(ckpt_path, output_dir)
 
 
@@ -37,8 +39,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     import lightning as L  # heavy: imported once the config is known to be valid
 
     from gan_lab.callbacks import RunConfigInCheckpoint
-from gan_lab.callbacks.resume_state import ResumeState
-from gan_lab.checkpoint_io import resolve_resume_path
+    from gan_lab.callbacks.resume_state import ResumeState
 
     output_dir = Path(cfg.paths.output_dir)
     ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), output_dir)

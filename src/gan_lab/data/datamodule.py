@@ -16,6 +16,7 @@ from gan_lab.data.folder_data import ImageFileDataset
 from gan_lab.data.sources import ImageSet
 from gan_lab.data.tensor_data import (
     EpochBatchSampler,
+    ResumableDataLoader,
     TensorImageDataset,
     cache_key,
     load_cached,
@@ -62,11 +63,15 @@ class GANDataModule(L.LightningDataModule):
         super().__init__()
         sources.check_source_name(source, SOURCES)
         if source == "image_folder" and not path:
-            raise ConfigError("data.path", path, "data=image_folder needs data.path=<folder of images>")
+            raise ConfigError(
+                "data.path", path, "data=image_folder needs data.path=<folder of images>"
+            )
         if not 0.0 < heldout_fraction < 1.0:
             raise ConfigError("data.heldout_fraction", heldout_fraction, "must be in (0, 1)")
         if in_memory_max_images < 0:
-            raise ConfigError("data.in_memory_max_images", in_memory_max_images, "must be >= 0 (0: per sample)")
+            raise ConfigError(
+                "data.in_memory_max_images", in_memory_max_images, "must be >= 0 (0: per sample)"
+            )
         self.save_hyperparameters(logger=False)
         self.source, self.path = source, Path(path).expanduser() if path else None
         self.data_dir = Path(data_dir).expanduser()
@@ -76,7 +81,9 @@ class GANDataModule(L.LightningDataModule):
         self.cache_dir = Path(cache_dir).expanduser() if cache_dir else None
         self.synthetic_size, self.seed = synthetic_size, seed
         self.in_memory_max_images = in_memory_max_images
-        self.configured_num_classes = num_classes  # what conditional nets were built for (data.num_classes)
+        self.configured_num_classes = (
+            num_classes  # what conditional nets were built for (data.num_classes)
+        )
         self.train_set: ImageSet | None = None
         self.train_files: ImageFileDataset | None = None  # the per-sample path for large folders
         self.heldout_set: ImageSet | None = None
@@ -143,8 +150,12 @@ class GANDataModule(L.LightningDataModule):
             return None
         origin = self.path.resolve() if self.path else self.data_dir.resolve()
         stamp = self.path.stat().st_mtime_ns if self.path else 0
-        key = cache_key(self.source, origin, stamp, split, self.image_size, self.channels, self.heldout_fraction)
-        return self.cache_dir / f"{self.source}-{split}-{self.image_size}px-{self.channels}ch-{key}.pt"
+        key = cache_key(
+            self.source, origin, stamp, split, self.image_size, self.channels, self.heldout_fraction
+        )
+        return (
+            self.cache_dir / f"{self.source}-{split}-{self.image_size}px-{self.channels}ch-{key}.pt"
+        )
 
     def load_split(self, split: str) -> ImageSet:
         """The split at the model's size and channels, from the on-disk cache when present."""
@@ -154,7 +165,13 @@ class GANDataModule(L.LightningDataModule):
             return cached
         start = time.perf_counter()
         image_set = to_model_shape(self._load_native(split), self.image_size, self.channels)
-        log.info("decoded %s/%s: %d images in %.1fs", self.dataset_name, split, len(image_set), time.perf_counter() - start)
+        log.info(
+            "decoded %s/%s: %d images in %.1fs",
+            self.dataset_name,
+            split,
+            len(image_set),
+            time.perf_counter() - start,
+        )
         if cache_file:
             store_cached(image_set, cache_file)
         return image_set
@@ -169,14 +186,19 @@ class GANDataModule(L.LightningDataModule):
         if self.train_set is None and self.train_files is None:
             if self.streams_from_files():
                 files, labels, class_names = self._folder_split_files("train")
-                self.train_files = ImageFileDataset(files, labels, self.image_size, self.channels, class_names)
+                self.train_files = ImageFileDataset(
+                    files, labels, self.image_size, self.channels, class_names
+                )
             else:
                 self.train_set = self.load_split("train")
             self.heldout_set = self.load_split("test")
 
     def setup(self, stage: str | None = None) -> None:
         self._ensure_loaded()
-        if self.configured_num_classes is not None and self.configured_num_classes != self.num_classes:
+        if (
+            self.configured_num_classes is not None
+            and self.configured_num_classes != self.num_classes
+        ):
             raise ConfigError(
                 "data.num_classes",
                 self.configured_num_classes,
@@ -214,16 +236,18 @@ class GANDataModule(L.LightningDataModule):
             world_size=world_size,
         )
         if self.train_files is not None:  # decode per sample in workers; same batches, same order
-            return DataLoader(
+            return ResumableDataLoader(
                 self.train_files,
+                batches_done=self._batches_done_this_epoch,
                 batch_sampler=self.sampler,
                 num_workers=self.num_workers,
                 pin_memory=self.pin_memory,
                 persistent_workers=self.num_workers > 0,
             )
         assert self.train_set is not None
-        return DataLoader(
+        return ResumableDataLoader(
             TensorImageDataset(self.train_set.images, self.train_set.labels),
+            batches_done=self._batches_done_this_epoch,
             batch_size=None,  # the sampler yields whole batches of indices
             sampler=self.sampler,
             num_workers=self.num_workers,
@@ -231,13 +255,25 @@ class GANDataModule(L.LightningDataModule):
             persistent_workers=self.num_workers > 0,
         )
 
+    def _batches_done_this_epoch(self) -> int:
+        """Batches of the current epoch the trainer consumed: the data position saved for resume."""
+        if self.trainer is None:
+            return 0
+        return int(self.trainer.fit_loop.epoch_loop.batch_progress.current.processed)
+
     def heldout_images(self, n: int | None = None) -> ImageSet:
         """uint8 held-out images for metrics (the test split for MNIST / CIFAR-10)."""
         self._ensure_loaded()
         assert self.heldout_set is not None
-        return self.heldout_set if n is None else self.heldout_set.subset(torch.arange(min(n, len(self.heldout_set))))
+        return (
+            self.heldout_set
+            if n is None
+            else self.heldout_set.subset(torch.arange(min(n, len(self.heldout_set))))
+        )
 
-    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def on_after_batch_transfer(
+        self, batch: Any, dataloader_idx: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         # Conversion and augmentation run on the whole batch, on the device.
         images, labels = batch
         images = uint8_to_float(images)
@@ -247,5 +283,8 @@ class GANDataModule(L.LightningDataModule):
         return images, labels
 
     def state_dict(self) -> dict[str, Any]:
-        return {"source": self.dataset_name, "image_size": self.image_size, "channels": self.channels}
-
+        return {
+            "source": self.dataset_name,
+            "image_size": self.image_size,
+            "channels": self.channels,
+        }

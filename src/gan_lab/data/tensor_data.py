@@ -10,12 +10,13 @@ import hashlib
 import logging
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from gan_lab.data.sources import ImageSet
 
@@ -27,7 +28,9 @@ def resize_uint8(images: torch.Tensor, size: int) -> torch.Tensor:
     if images.shape[-1] == size and images.shape[-2] == size:
         return images
     batched = images if images.ndim == 4 else images[None]
-    out = F.interpolate(batched.float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    out = F.interpolate(
+        batched.float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False
+    )
     out = out.round().clamp(0, 255).to(torch.uint8)
     return out if images.ndim == 4 else out[0]
 
@@ -93,7 +96,11 @@ def load_cached(path: Path) -> ImageSet | None:
 def store_cached(image_set: ImageSet, path: Path) -> None:
     try:
         save_atomically(
-            {"images": image_set.images, "labels": image_set.labels, "class_names": image_set.class_names},
+            {
+                "images": image_set.images,
+                "labels": image_set.labels,
+                "class_names": image_set.class_names,
+            },
             path,
         )
     except OSError as err:  # a read-only cache dir only costs speed
@@ -147,7 +154,8 @@ class EpochBatchSampler(Sampler[torch.Tensor]):
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return self.num_samples // (self.batch_size * self.world_size) - self.start_batch
+        # The full epoch even when resuming mid-epoch: Lightning counts the batches already done.
+        return self.num_samples // (self.batch_size * self.world_size)
 
     def permutation(self) -> torch.Tensor:
         if not self.shuffle:
@@ -162,3 +170,63 @@ class EpochBatchSampler(Sampler[torch.Tensor]):
         for b in range(start, self.num_samples // global_batch):
             chunk = perm[b * global_batch : (b + 1) * global_batch]
             yield chunk[self.rank * self.batch_size : (self.rank + 1) * self.batch_size]
+
+    def state_dict(self, batches_done: int) -> dict[str, int]:
+        """Where the run stands in the data: enough to continue at the exact next batch."""
+        return {
+            "epoch": self.epoch,
+            "batches_done": batches_done,
+            "num_samples": self.num_samples,
+            "global_batch": self.batch_size * self.world_size,
+        }
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        """Continue after ``batches_done`` batches of ``epoch`` (the next epoch when it was complete)."""
+        if (state.get("num_samples"), state.get("global_batch")) != (
+            self.num_samples,
+            self.batch_size * self.world_size,
+        ):
+            log.warning(
+                "resuming with a different dataset size or global batch (%s); the data order restarts "
+                "at the beginning of the epoch",
+                state,
+            )
+            self.epoch, self.start_batch = int(state.get("epoch", 0)), 0
+            return
+        self.epoch, self.start_batch = int(state["epoch"]), int(state["batches_done"])
+        if self.start_batch >= len(self):
+            self.epoch, self.start_batch = self.epoch + 1, 0
+
+
+class ResumableDataLoader(DataLoader):
+    """A DataLoader Lightning treats as stateful: a mid-epoch resume continues at the next batch.
+
+    Lightning saves ``state_dict()`` in checkpoints and calls ``load_state_dict`` before the first
+    batch of a resumed run. ``batches_done`` reports how many batches of the current epoch the
+    trainer consumed (prefetching makes the sampler's own count run ahead). The loader draws its
+    worker base seed from its own generator, so creating an epoch's iterator never advances the
+    global RNG, which a resumed run could not replay.
+    """
+
+    def __init__(self, *args: Any, batches_done: Callable[[], int], **kwargs: Any) -> None:
+        kwargs.setdefault("generator", torch.Generator().manual_seed(0))
+        super().__init__(*args, **kwargs)
+        self.batches_done = batches_done
+
+    @property
+    def epoch_sampler(self) -> EpochBatchSampler:
+        sampler = (
+            self.batch_sampler
+            if isinstance(self.batch_sampler, EpochBatchSampler)
+            else self.sampler
+        )
+        assert isinstance(sampler, EpochBatchSampler), (
+            "ResumableDataLoader needs an EpochBatchSampler"
+        )
+        return sampler
+
+    def state_dict(self) -> dict[str, int]:
+        return self.epoch_sampler.state_dict(self.batches_done())
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.epoch_sampler.load_state_dict(state)

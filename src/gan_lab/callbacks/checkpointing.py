@@ -1,0 +1,130 @@
+"""Checkpoints that survive SIGKILL, and pre-emption signals that end in a resumable checkpoint.
+
+Builds on Lightning: its SIGTERM handler only sets ``trainer.received_sigterm`` and ends the fit
+after the current batch; its SLURM handler (SIGUSR1 with auto-requeue) saves an ``hpc_ckpt`` from
+inside the signal handler, i.e. possibly half-way through a step. Here every stop signal
+(SIGTERM, SIGINT, SIGUSR1) is only *recorded*; at the end of the batch, where the state is
+consistent, ``last.ckpt`` is written (atomically) and the run stops. A deferred SLURM handler then
+still requeues the job. A second SIGINT interrupts at once, as Ctrl+C usually does.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+from gan_lab.checkpoint_io import AtomicCheckpointIO, remove_stale_temp_files
+
+log = logging.getLogger(__name__)
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
+
+
+class SafeCheckpoint(ModelCheckpoint):
+    """``ModelCheckpoint`` with atomic writes and a resumable ``last.ckpt`` on SIGTERM/SIGINT/SIGUSR1."""
+
+    def __init__(self, *args: Any, handle_signals: bool = True, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.handle_signals = handle_signals
+        self.received_signal: int | None = None
+        self._previous: dict[int, Any] = {}
+        self._saved_batch = -1
+
+    # ------------------------------------------------------------------ atomic writes
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        super().setup(trainer, pl_module, stage)
+        strategy = trainer.strategy
+        if type(strategy.checkpoint_io) is TorchCheckpointIO:
+            strategy.checkpoint_io = AtomicCheckpointIO()
+        elif not isinstance(strategy.checkpoint_io, AtomicCheckpointIO):
+            log.warning(
+                "checkpoint IO %s is not atomic; a killed run may leave a torn checkpoint",
+                strategy.checkpoint_io,
+            )
+        if trainer.is_global_zero and self.dirpath and remove_stale_temp_files(self.dirpath):
+            log.info("removed temp files of an interrupted checkpoint write in %s", self.dirpath)
+
+    # ------------------------------------------------------------------ signals
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_train_start(trainer, pl_module)
+        # Registered after Lightning's own handlers (trainer._run), which we chain to later.
+        if self.handle_signals and threading.current_thread() is threading.main_thread():
+            for signum in STOP_SIGNALS:
+                self._previous[signum] = signal.signal(signum, self._record_signal)
+
+    def _record_signal(self, signum: int, frame: FrameType | None) -> None:
+        if signum == signal.SIGINT and self.received_signal == signal.SIGINT:
+            raise KeyboardInterrupt  # second Ctrl+C: stop now, without waiting for the batch
+        log.warning(
+            "received %s: saving a resumable checkpoint after this batch",
+            signal.Signals(signum).name,
+        )
+        self.received_signal = signum
+        if (
+            signum == signal.SIGTERM
+        ):  # Lightning's handler: sets trainer.received_sigterm, tells DDP peers
+            self._call_previous(signum, frame)
+
+    def _call_previous(self, signum: int, frame: FrameType | None) -> None:
+        previous = self._previous.get(signum)
+        if callable(previous):
+            previous(signum, frame)
+
+    def _restore_handlers(self) -> None:
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous if previous is not None else signal.SIG_DFL)
+        self._previous = {}
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any, **kwargs: Any
+    ) -> None:
+        super().on_train_batch_end(trainer, pl_module, *args, **kwargs)
+        signum = self.received_signal or (signal.SIGTERM if trainer.received_sigterm else None)
+        if signum is None:
+            return
+        self.save_resumable(trainer)
+        if signum == signal.SIGUSR1:
+            self._call_previous(signum, None)  # e.g. Lightning's SLURM requeue, now at a safe point
+        # Stop the way Lightning stops on SIGTERM: after this batch's scalars are logged (a resumed
+        # curve has no gap), with SIGTERMException from the loop, on every rank.
+        trainer._signal_connector.received_sigterm = True
+
+    def on_exception(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
+    ) -> None:
+        # A signal that arrived between two batches: the state after the last batch is consistent.
+        if (
+            isinstance(exception, SIGTERMException | KeyboardInterrupt)
+            and self.received_signal is not None
+        ):
+            self.save_resumable(trainer)
+        self._restore_handlers()
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_train_end(trainer, pl_module)
+        self._restore_handlers()
+
+    def save_resumable(self, trainer: L.Trainer) -> None:
+        """Write ``last.ckpt`` for the current batch unless that already happened."""
+        batch = trainer.fit_loop.epoch_loop.batch_progress.total.processed
+        if batch == self._saved_batch or self.dirpath is None:
+            return
+        path = str(Path(self.dirpath) / f"{self.CHECKPOINT_NAME_LAST}{self.FILE_EXTENSION}")
+        self.last_model_path = path  # before saving: the restored callback must know its last.ckpt
+        trainer.save_checkpoint(path)
+        self._saved_batch = batch
+        log.warning("saved resumable checkpoint %s (generator step %d)", path, trainer.global_step)
+
+    def _save_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:
+        super()._save_checkpoint(trainer, filepath)
+        if Path(filepath).name == f"{self.CHECKPOINT_NAME_LAST}{self.FILE_EXTENSION}":
+            self._saved_batch = trainer.fit_loop.epoch_loop.batch_progress.total.processed

@@ -1,0 +1,122 @@
+"""Exact resume: N steps straight == N/2 steps, interrupted, resumed, N/2 more (bit for bit)."""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+import gan_lab.train as train_module
+from gan_lab.checkpoint_io import load_checkpoint
+from tests.conftest import compose_train_config
+
+# Tiny MLP GAN on a small synthetic set: 256 images / batch 32 = 8 batches per epoch, with
+# horizontal flips (the global RNG matters), EMA on and a linear LR schedule (schedulers matter).
+TINY = (
+    "data.source=synthetic",
+    "data.channels=1",
+    "data.image_size=16",
+    "data.synthetic_size=256",
+    "data.batch_size=32",
+    "data.hflip=true",
+    "model.generator.latent_dim=16",
+    "model.generator.width=32",
+    "model.discriminator.width=32",
+    "model.ema_decay=0.9",
+    "model.lr_schedule=linear",
+    "trainer.deterministic=true",
+    "~callbacks.sample_grid",
+    "~callbacks.lr_monitor",
+    "seed=7",
+)
+
+
+class SignalAtStep(L.Callback):
+    """Sends this process ``signum`` after generator step ``step``: an in-process pre-emption."""
+
+    def __init__(self, step: int, signum: int = signal.SIGUSR1) -> None:
+        self.step, self.signum, self.sent = step, signum, False
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
+        if trainer.global_step == self.step and not self.sent:
+            self.sent = True
+            os.kill(os.getpid(), self.signum)
+
+
+def run_training(
+    run_dir: Path, steps: int, n_critic: int, *extra: str, interrupt_at: int | None = None
+) -> None:
+    overrides = [*TINY, f"trainer.max_steps={steps}", f"model.n_critic={n_critic}", *extra]
+    overrides.append(f"callbacks.model_checkpoint.every_n_train_steps={steps}")
+    cfg = compose_train_config(overrides, run_dir)
+    if interrupt_at is None:
+        train_module.train(cfg)
+        return
+    original: Callable[..., list] = train_module.instantiate_callbacks
+    train_module.instantiate_callbacks = lambda c: [*original(c), SignalAtStep(interrupt_at)]
+    try:
+        with pytest.raises(SystemExit):
+            train_module.train(cfg)
+    finally:
+        train_module.instantiate_callbacks = original
+
+
+def assert_identical(a: Any, b: Any, where: str = "checkpoint") -> None:
+    if isinstance(a, torch.Tensor):
+        assert isinstance(b, torch.Tensor) and a.dtype == b.dtype and a.shape == b.shape, where
+        assert torch.equal(a, b), f"{where} differs"
+    elif isinstance(a, dict):
+        assert set(a) == set(b), f"{where}: keys {set(a) ^ set(b)}"
+        for key in a:
+            assert_identical(a[key], b[key], f"{where}.{key}")
+    elif isinstance(a, list | tuple):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_identical(x, y, f"{where}[{i}]")
+    else:
+        assert a == b, f"{where}: {a!r} != {b!r}"
+
+
+def scalars(run_dir: Path, tag: str) -> list[tuple[int, float]]:
+    events = EventAccumulator(str(run_dir / "tensorboard"), size_guidance={"scalars": 0})
+    events.Reload()
+    return [(e.step, e.value) for e in events.Scalars(tag)]
+
+
+@pytest.mark.parametrize(
+    ("n_critic", "steps"), [(1, 12), (5, 6), pytest.param(1, 16, marks=pytest.mark.slow)]
+)
+def test_interrupted_and_resumed_run_is_bit_identical_to_a_straight_run(
+    tmp_path: Path, n_critic: int, steps: int
+) -> None:
+    # (1, 12) and (5, 6) stop mid-epoch; (1, 16) stops exactly at an epoch boundary.
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    run_training(straight, steps, n_critic)
+    run_training(resumed, steps, n_critic, interrupt_at=steps // 2)
+    half = load_checkpoint(resumed / "checkpoints" / "last.ckpt")
+    assert half["global_step"] == steps // 2
+    run_training(resumed, steps, n_critic, "ckpt_path=last")
+
+    a = load_checkpoint(straight / "checkpoints" / "last.ckpt")
+    b = load_checkpoint(resumed / "checkpoints" / "last.ckpt")
+    assert a["global_step"] == b["global_step"] == steps
+    assert any(key.startswith("ema.") for key in a["state_dict"])
+    for key in ("state_dict", "optimizer_states", "lr_schedulers", "gan_lab", "global_step"):
+        assert_identical(a[key], b[key], key)
+    assert_identical(a["callbacks"]["ResumeState"], b["callbacks"]["ResumeState"], "rng")
+
+    # TensorBoard: the resumed curves are the straight curves, without gaps or repeated steps.
+    # (x-axis = batches; loss/g is compared at the batches that made a G step: between them
+    # Lightning re-logs its last value, and a resumed process has no "last value" to repeat.)
+    assert scalars(resumed, "loss/d") == scalars(straight, "loss/d")
+    assert [s for s, _ in scalars(resumed, "loss/d")] == list(range(steps * n_critic))
+    g_points = [(s, v) for s, v in scalars(straight, "loss/g") if (s + 1) % n_critic == 0]
+    assert len(g_points) == steps
+    assert [p for p in scalars(resumed, "loss/g") if (p[0] + 1) % n_critic == 0] == g_points
