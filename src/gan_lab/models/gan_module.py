@@ -19,9 +19,13 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR, LRScheduler
 
 from gan_lab.errors import ConfigError
+from gan_lab.models import performance
+from gan_lab.models.augment import DiffAugment
+from gan_lab.models.compatibility import check_compatible
 from gan_lab.models.ema import GeneratorEMA
 from gan_lab.models.losses import AdversarialLoss, discriminator_score, get_loss
 from gan_lab.models.noise import rank_noise
+from gan_lab.models.regularizers import DiscriminatorRegularizer
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], Optimizer]
 LR_SCHEDULES = ("constant", "linear")
@@ -43,32 +47,65 @@ class GANModule(L.LightningModule):
         ema_start_step: int = 0,
         num_fixed_samples: int = 64,
         fixed_noise_seed: int = 0,
+        regularizer: DiscriminatorRegularizer | None = None,
+        augment: DiffAugment | None = None,
         noise_seed: int | None = None,
+        channels_last: bool = False,
+        compile_networks: bool = False,
     ) -> None:
         super().__init__()
         if n_critic < 1:
-            raise ConfigError("model.n_critic", n_critic, "must be an integer >= 1 (D updates per G update)")
+            raise ConfigError(
+                "model.n_critic", n_critic, "must be an integer >= 1 (D updates per G update)"
+            )
         if lr_schedule not in LR_SCHEDULES:
-            raise ConfigError("model.lr_schedule", lr_schedule, f"choose one of {', '.join(LR_SCHEDULES)}")
+            raise ConfigError(
+                "model.lr_schedule", lr_schedule, f"choose one of {', '.join(LR_SCHEDULES)}"
+            )
         for key, clip in (("model.grad_clip_g", grad_clip_g), ("model.grad_clip_d", grad_clip_d)):
             if clip is not None and clip <= 0:
                 raise ConfigError(key, clip, "must be > 0, or null to disable clipping")
         self.loss = get_loss(loss) if isinstance(loss, str) else loss
-        self.save_hyperparameters(ignore=["generator", "discriminator", "optimizer_g", "optimizer_d", "loss"], logger=False)
+        check_compatible(
+            generator, discriminator, self.loss.name, penalized=regularizer is not None
+        )
+        self.save_hyperparameters(
+            ignore=[
+                "generator",
+                "discriminator",
+                "optimizer_g",
+                "optimizer_d",
+                "loss",
+                "regularizer",
+                "augment",
+            ],
+            logger=False,
+        )
         self.hparams["loss"] = self.loss.name
         self.automatic_optimization = False
         self.generator, self.discriminator = generator, discriminator
         self.optimizer_g_factory, self.optimizer_d_factory = optimizer_g, optimizer_d
         self.n_critic = n_critic
+        self.regularizer, self.augment = regularizer, augment
+        if channels_last:  # before the EMA copy, so the copy shares the layout
+            performance.to_channels_last(generator, discriminator)
         self.ema = GeneratorEMA(generator, ema_decay, ema_start_step) if ema_decay else None
+        if compile_networks:
+            performance.compile_networks(generator, discriminator)
         self.latent_dim = int(generator.latent_dim)
         self.num_classes = int(getattr(generator, "num_classes", 0))
         noise = torch.Generator().manual_seed(fixed_noise_seed)
-        self.register_buffer("fixed_z", torch.randn(num_fixed_samples, self.latent_dim, generator=noise))
+        self.register_buffer(
+            "fixed_z", torch.randn(num_fixed_samples, self.latent_dim, generator=noise)
+        )
         fixed_y = torch.arange(num_fixed_samples) * max(self.num_classes, 1) // num_fixed_samples
-        self.register_buffer("fixed_y", fixed_y.long())  # one block of rows per class when conditional
+        self.register_buffer(
+            "fixed_y", fixed_y.long()
+        )  # one block of rows per class when conditional
         self.d_updates = 0  # D updates so far; survives checkpoints
-        self.noise_seed = noise_seed  # training noise stream (see models/noise.py); None: drawn in setup
+        self.noise_seed = (
+            noise_seed  # training noise stream (see models/noise.py); None: drawn in setup
+        )
 
     # ---------------------------------------------------------------------------- sampling
     @property
@@ -78,7 +115,11 @@ class GANModule(L.LightningModule):
 
     def sample_noise(self, n: int) -> tuple[Tensor, Tensor | None]:
         z = torch.randn(n, self.latent_dim, device=self.device)
-        y = torch.randint(0, self.num_classes, (n,), device=self.device) if self.num_classes else None
+        y = (
+            torch.randint(0, self.num_classes, (n,), device=self.device)
+            if self.num_classes
+            else None
+        )
         return z, y
 
     def training_noise(self, n: int, stream: str) -> tuple[Tensor, Tensor | None]:
@@ -128,7 +169,11 @@ class GANModule(L.LightningModule):
             return [opt_g, opt_d]
         total = self.trainer.max_steps
         if total is None or total <= 0:
-            raise ConfigError("trainer.max_steps", total, "model.lr_schedule=linear needs a positive trainer.max_steps")
+            raise ConfigError(
+                "trainer.max_steps",
+                total,
+                "model.lr_schedule=linear needs a positive trainer.max_steps",
+            )
         decay = lambda g_step: max(0.0, 1.0 - g_step / total)  # noqa: E731
         return [opt_g, opt_d], [LambdaLR(opt_g, decay), LambdaLR(opt_d, decay)]
 
@@ -142,11 +187,13 @@ class GANModule(L.LightningModule):
             z, y_fake = self.training_noise(real.shape[0], "d")
             with torch.no_grad():
                 fake = self.generator(z, y_fake)
-            real_logits = self.discriminator(real, y_real)
-            fake_logits = self.discriminator(fake, y_fake)
+            real_in, fake_in = self._augmented(real), self._augmented(fake)
+            real_logits = self.discriminator(real_in, y_real)
+            fake_logits = self.discriminator(fake_in, y_fake)
             d_loss = self.loss.d_loss(real_logits, fake_logits)
+            penalty = self._d_regularization(real_in, fake_in, y_real)
             opt_d.zero_grad(set_to_none=True)
-            self.manual_backward(d_loss)
+            self.manual_backward(d_loss + penalty)
             d_grad_norm = self._clip_and_measure(self.discriminator, self.hparams.grad_clip_d)
             with self._uncounted_step(opt_d):
                 opt_d.step()
@@ -166,7 +213,7 @@ class GANModule(L.LightningModule):
         # --- generator update (D frozen, but gradients flow through it to G)
         with self.toggled_optimizer(opt_g):
             z, y_fake = self.training_noise(real.shape[0], "g")
-            fake_logits = self.discriminator(self.generator(z, y_fake), y_fake)
+            fake_logits = self.discriminator(self._augmented(self.generator(z, y_fake)), y_fake)
             g_loss = self.loss.g_loss(fake_logits)
             opt_g.zero_grad(set_to_none=True)
             self.manual_backward(g_loss)
@@ -181,6 +228,21 @@ class GANModule(L.LightningModule):
         self.log("g_step", float(self.global_step), prog_bar=True)
 
     # ---------------------------------------------------------------------------- helpers
+    def _augmented(self, images: Tensor) -> Tensor:
+        """DiffAugment when configured: D sees augmented reals and fakes, in both steps."""
+        return self.augment(images) if self.augment is not None else images
+
+    def _d_regularization(self, real: Tensor, fake: Tensor, y: Tensor | None) -> Tensor:
+        """Gradient penalty / R1 on D's (augmented) inputs; logs each term. Zero when unset.
+
+        Conditional GP scores the interpolates under the real labels.
+        """
+        if self.regularizer is None:
+            return torch.zeros((), device=real.device)
+        penalty, terms = self.regularizer(self.discriminator, real, fake, y, self.d_updates)
+        self.log_dict(terms)
+        return penalty
+
     def _schedulers(self) -> list[LRScheduler]:
         schedulers = self.lr_schedulers()
         if schedulers is None:

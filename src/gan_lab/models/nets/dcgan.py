@@ -7,12 +7,20 @@ from torch import nn
 
 from gan_lab.models.nets.checks import require_channels, require_positive, require_power_of_two_size
 from gan_lab.models.nets.init import dcgan_init
+from gan_lab.models.nets.layers import apply_spectral_norm
 
 
 class DCGANGenerator(nn.Module):
     """z -> 4x4 x (width * 2^k) -> ... stride-2 transposed convs ... -> C x size x size, tanh."""
 
-    def __init__(self, latent_dim: int = 100, image_size: int = 64, channels: int = 3, width: int = 64) -> None:
+    def __init__(
+        self,
+        latent_dim: int = 100,
+        image_size: int = 64,
+        channels: int = 3,
+        width: int = 64,
+        spectral_norm: bool = False,
+    ) -> None:
         super().__init__()
         require_positive("model.generator.latent_dim", latent_dim)
         require_channels("data.channels", channels)
@@ -25,11 +33,17 @@ class DCGANGenerator(nn.Module):
             nn.ReLU(inplace=True),
         ]
         for _ in range(n_up - 1):
-            layers += [nn.ConvTranspose2d(ch, ch // 2, 4, 2, 1, bias=False), nn.BatchNorm2d(ch // 2), nn.ReLU(inplace=True)]
+            layers += [
+                nn.ConvTranspose2d(ch, ch // 2, 4, 2, 1, bias=False),
+                nn.BatchNorm2d(ch // 2),
+                nn.ReLU(inplace=True),
+            ]
             ch //= 2
         layers += [nn.ConvTranspose2d(ch, channels, 4, 2, 1, bias=False), nn.Tanh()]
         self.net = nn.Sequential(*layers)
         dcgan_init(self)
+        if spectral_norm:
+            apply_spectral_norm(self)
 
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         return self.net(z[:, :, None, None])
@@ -38,20 +52,36 @@ class DCGANGenerator(nn.Module):
 class DCGANDiscriminator(nn.Module):
     """C x size x size -> stride-2 convs with LeakyReLU (BatchNorm after the first) -> 4x4 -> 1 logit."""
 
-    def __init__(self, image_size: int = 64, channels: int = 3, width: int = 64, batch_norm: bool = True) -> None:
+    def __init__(
+        self,
+        image_size: int = 64,
+        channels: int = 3,
+        width: int = 64,
+        batch_norm: bool = True,
+        spectral_norm: bool = False,
+    ) -> None:
         super().__init__()
         require_channels("data.channels", channels)
         n_down = require_power_of_two_size("data.image_size", image_size, 16, 256)
         self.num_classes = 0
-        layers: list[nn.Module] = [nn.Conv2d(channels, width, 4, 2, 1, bias=False), nn.LeakyReLU(0.2, inplace=True)]
+        layers: list[nn.Module] = [
+            nn.Conv2d(channels, width, 4, 2, 1, bias=False),
+            nn.LeakyReLU(0.2, inplace=True),
+        ]
         ch = width
         for _ in range(n_down - 1):
             norm: nn.Module = nn.BatchNorm2d(ch * 2) if batch_norm else nn.Identity()
-            layers += [nn.Conv2d(ch, ch * 2, 4, 2, 1, bias=False), norm, nn.LeakyReLU(0.2, inplace=True)]
+            layers += [
+                nn.Conv2d(ch, ch * 2, 4, 2, 1, bias=False),
+                norm,
+                nn.LeakyReLU(0.2, inplace=True),
+            ]
             ch *= 2
         layers += [nn.Conv2d(ch, 1, 4, 1, 0, bias=False)]
         self.net = nn.Sequential(*layers)
         dcgan_init(self)
+        if spectral_norm:
+            apply_spectral_norm(self)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         return self.net(x).flatten()

@@ -8,12 +8,15 @@ import torch
 from torch import nn
 
 from gan_lab.models.nets.checks import require_channels, require_positive
+from gan_lab.models.nets.layers import apply_spectral_norm
 
 
 class MLPGenerator(nn.Module):
     """z -> 128 -> 256 -> 512 -> 1024 -> C*H*W, LeakyReLU + BatchNorm, tanh output."""
 
-    def __init__(self, latent_dim: int = 100, image_size: int = 28, channels: int = 1, width: int = 128) -> None:
+    def __init__(
+        self, latent_dim: int = 100, image_size: int = 28, channels: int = 1, width: int = 128
+    ) -> None:
         super().__init__()
         require_positive("model.generator.latent_dim", latent_dim)
         require_positive("data.image_size", image_size)
@@ -21,9 +24,16 @@ class MLPGenerator(nn.Module):
         self.latent_dim, self.num_classes = latent_dim, 0
         self.image_shape = (channels, image_size, image_size)
         widths = [width, width * 2, width * 4, width * 8]
-        layers: list[nn.Module] = [nn.Linear(latent_dim, widths[0]), nn.LeakyReLU(0.2, inplace=True)]
+        layers: list[nn.Module] = [
+            nn.Linear(latent_dim, widths[0]),
+            nn.LeakyReLU(0.2, inplace=True),
+        ]
         for w_in, w_out in zip(widths[:-1], widths[1:]):
-            layers += [nn.Linear(w_in, w_out), nn.BatchNorm1d(w_out, momentum=0.2), nn.LeakyReLU(0.2, inplace=True)]
+            layers += [
+                nn.Linear(w_in, w_out),
+                nn.BatchNorm1d(w_out, momentum=0.2),
+                nn.LeakyReLU(0.2, inplace=True),
+            ]
         layers += [nn.Linear(widths[-1], math.prod(self.image_shape)), nn.Tanh()]
         self.net = nn.Sequential(*layers)
 
@@ -34,7 +44,9 @@ class MLPGenerator(nn.Module):
 class MLPDiscriminator(nn.Module):
     """C*H*W -> 512 -> 256 -> 1 logit, LeakyReLU."""
 
-    def __init__(self, image_size: int = 28, channels: int = 1, width: int = 256) -> None:
+    def __init__(
+        self, image_size: int = 28, channels: int = 1, width: int = 256, spectral_norm: bool = False
+    ) -> None:
         super().__init__()
         require_positive("data.image_size", image_size)
         require_channels("data.channels", channels)
@@ -47,6 +59,8 @@ class MLPDiscriminator(nn.Module):
             nn.LeakyReLU(0.2, inplace=True),
             nn.Linear(width, 1),
         )
+        if spectral_norm:
+            apply_spectral_norm(self)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         return self.net(x).squeeze(1)

@@ -137,7 +137,9 @@ class ResNetGenerator(nn.Module):
         _require_size(image_size)
         self.latent_dim = latent_dim
         self.num_classes = (
-            require_num_classes("model.generator.num_classes", num_classes) if num_classes else 0
+            0
+            if num_classes == 0
+            else require_num_classes("model.generator.num_classes", num_classes)
         )
         n_up = int(math.log2(image_size)) - 2
         halve = image_size > 32

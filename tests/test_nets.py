@@ -1,0 +1,187 @@
+"""Networks of the zoo: shapes, spectral norm, conditioning, and the generator EMA."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from gan_lab.errors import ConfigError
+from gan_lab.models.ema import GeneratorEMA
+from gan_lab.models.gan_module import GANModule
+from gan_lab.models.nets.dcgan import DCGANDiscriminator, DCGANGenerator
+from gan_lab.models.nets.layers import ConditionalBatchNorm2d, ProjectionHead, apply_spectral_norm
+from gan_lab.models.nets.mlp import MLPDiscriminator, MLPGenerator
+from gan_lab.models.nets.resnet import ResNetDiscriminator, ResNetGenerator
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny nets on a shared 2-core machine run several times faster single-threaded."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("size", [32, 64])
+@pytest.mark.parametrize("num_classes", [0, 10])
+def test_resnet_shapes_and_output_range(size: int, num_classes: int) -> None:
+    g = ResNetGenerator(
+        latent_dim=16, image_size=size, channels=3, width=16, num_classes=num_classes
+    )
+    d = ResNetDiscriminator(image_size=size, channels=3, width=16, num_classes=num_classes)
+    y = torch.arange(4) % 10 if num_classes else None
+    images = g(torch.randn(4, 16), y)
+    assert images.shape == (4, 3, size, size)
+    assert images.abs().max() <= 1
+    assert d(images, y).shape == (4,)
+    assert g.num_classes == d.num_classes == num_classes
+
+
+def test_resnet_matches_the_sngan_cifar_parameter_count() -> None:
+    # Miyato et al. 2018, CIFAR-10 ResNet: G ~4.3M, D ~1.1M parameters (width 256 / 128)
+    g, d = ResNetGenerator(), ResNetDiscriminator()
+    assert 4.2e6 < sum(p.numel() for p in g.parameters()) < 4.4e6
+    assert 1.0e6 < sum(p.numel() for p in d.parameters()) < 1.1e6
+
+
+def _sigma(weight: torch.Tensor, dim: int = 0) -> float:
+    matrix = weight.movedim(dim, 0).flatten(1)
+    return float(torch.linalg.matrix_norm(matrix, ord=2))
+
+
+def _normalised_weights(net: nn.Module) -> list[tuple[nn.Module, torch.Tensor]]:
+    return [(m, m.weight) for m in net.modules() if hasattr(m, "parametrizations")]
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: ResNetDiscriminator(width=16, num_classes=10),
+        lambda: DCGANDiscriminator(image_size=32, width=8, spectral_norm=True),
+        lambda: DCGANGenerator(latent_dim=8, image_size=32, width=8, spectral_norm=True),
+        lambda: MLPDiscriminator(width=16, spectral_norm=True),
+    ],
+    ids=["resnet_d", "dcgan_d", "dcgan_g", "mlp_d"],
+)
+def test_spectral_norm_makes_the_largest_singular_value_one(make) -> None:
+    torch.manual_seed(0)
+    net = make()
+    for module, _ in _normalised_weights(net):  # raw weights with largest singular value 5
+        original = module.parametrizations.weight.original
+        dim = 1 if isinstance(module, nn.ConvTranspose2d) else 0
+        with torch.no_grad():
+            original.mul_(5.0 / _sigma(original, dim))
+    net.train()
+    for _ in range(30):  # each training-mode access runs one power iteration
+        for module, _ in _normalised_weights(net):
+            module.weight  # noqa: B018
+    weights = _normalised_weights(net)
+    assert len(weights) >= 3
+    for module, weight in weights:
+        dim = 1 if isinstance(module, nn.ConvTranspose2d) else 0
+        assert _sigma(weight.detach(), dim) == pytest.approx(1.0, abs=2e-2), module
+        assert _sigma(module.parametrizations.weight.original.detach(), dim) == pytest.approx(5.0)
+
+
+def test_spectral_norm_is_applied_once_and_skips_weightless_layers() -> None:
+    net = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.BatchNorm1d(4))
+    apply_spectral_norm(apply_spectral_norm(net))
+    assert len(net[0].parametrizations.weight) == 1
+    assert not hasattr(net[2], "parametrizations")
+
+
+def test_conditional_batch_norm_starts_as_plain_batch_norm_and_learns_per_class() -> None:
+    cbn, bn = ConditionalBatchNorm2d(4, 3), nn.BatchNorm2d(4)
+    x, y = torch.randn(6, 4, 5, 5), torch.tensor([0, 1, 2, 0, 1, 2])
+    assert torch.allclose(cbn(x, y), bn(x), atol=1e-6)
+    with torch.no_grad():
+        cbn.gain.weight[1] = 2.0
+        cbn.bias.weight[2] = -1.0
+    out = cbn(x, y)
+    assert torch.allclose(out[1], 2 * bn(x)[1], atol=1e-5)
+    assert torch.allclose(out[2], bn(x)[2] - 1, atol=1e-5)
+
+
+def test_projection_head_adds_the_class_embedding_inner_product() -> None:
+    head = ProjectionHead(5, num_classes=3)
+    h, y = torch.randn(4, 5), torch.tensor([0, 1, 2, 1])
+    expected = head.linear(h).squeeze(1) + (head.embed.weight[y] * h).sum(1)
+    assert torch.allclose(head(h, y), expected)
+    with pytest.raises(ValueError, match="labels"):
+        head(h, None)
+
+
+def test_conditional_generator_learns_class_dependent_outputs() -> None:
+    """Train the conditional G to make class k's images brighter with k; same z, different y."""
+    torch.manual_seed(0)
+    g = ResNetGenerator(latent_dim=8, image_size=32, channels=1, width=4, num_classes=4)
+    opt = torch.optim.Adam(g.parameters(), lr=3e-2)
+    target = torch.tensor([-0.6, -0.2, 0.2, 0.6])
+    for _ in range(15):
+        y = torch.arange(8) % 4
+        loss = (g(torch.randn(8, 8), y).mean((1, 2, 3)) - target[y]).pow(2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    g.eval()
+    z = torch.randn(1, 8).expand(4, 8)
+    with torch.no_grad():
+        brightness = g(z, torch.arange(4)).mean((1, 2, 3))
+    assert torch.all(brightness.diff() > 0.1), brightness
+    d = ResNetDiscriminator(image_size=32, channels=1, width=8, num_classes=4)
+    x = torch.randn(1, 1, 32, 32).expand(4, 1, 32, 32)
+    assert d(x, torch.arange(4)).unique().numel() == 4  # the projection D scores per class too
+
+
+@pytest.mark.parametrize(
+    ("make", "key"),
+    [
+        (lambda: ResNetGenerator(image_size=28), "data.image_size"),
+        (lambda: ResNetDiscriminator(image_size=48), "data.image_size"),
+        (lambda: ResNetGenerator(num_classes=None), "model.generator.num_classes"),
+        (lambda: ResNetDiscriminator(num_classes=-2), "model.discriminator.num_classes"),
+        (lambda: ResNetGenerator(image_size=64, width=8), "model.generator.width"),
+        (lambda: ResNetDiscriminator(channels=2), "data.channels"),
+    ],
+)
+def test_impossible_networks_are_config_errors(make, key: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        make()
+    assert info.value.key == key
+
+
+# ------------------------------------------------------------------------------- generator EMA
+class Scalar(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = nn.Parameter(torch.zeros(2))
+
+
+@pytest.mark.parametrize("start_step", [0, 3])
+def test_ema_weights_equal_the_closed_form_after_k_updates(start_step: int) -> None:
+    """With theta_t = t after G step t: copies up to max(start_step, 1), then
+    ema_k = d^(k-s) theta_s + (1 - d) * sum_{t=s+1..k} d^(k-t) theta_t."""
+    decay, k = 0.9, 8
+    g = Scalar()
+    ema = GeneratorEMA(g, decay=decay, start_step=start_step)
+    for step in range(1, k + 1):
+        with torch.no_grad():
+            g.w.fill_(float(step))
+        ema.update(g, step)
+    s = max(start_step, 1)
+    expected = decay ** (k - s) * s + (1 - decay) * sum(
+        decay ** (k - t) * t for t in range(s + 1, k + 1)
+    )
+    assert ema.module.w.tolist() == pytest.approx([expected, expected], rel=1e-6)
+    assert g.w.tolist() == [8.0, 8.0]  # the live generator is untouched
+
+
+def test_ema_lives_in_the_module_state_dict() -> None:
+    model = GANModule(
+        MLPGenerator(width=4), MLPDiscriminator(width=4), torch.optim.Adam, torch.optim.Adam
+    )
+    keys = model.state_dict().keys()
+    assert any(k.startswith("ema.averaged.module.") for k in keys)  # saved in checkpoints
+    assert not model.ema.averaged.module.net[0].weight.requires_grad
