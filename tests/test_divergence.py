@@ -1,0 +1,120 @@
+"""Divergence guard: a NaN injected into one batch is skipped, stops the run, or rolls it back."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import pytest
+import torch
+
+import gan_lab.train as train_module
+from gan_lab.callbacks.divergence_guard import DivergenceGuard
+from gan_lab.callbacks.recovery import TrainingStopped
+from gan_lab.checkpoint_io import load_checkpoint
+from gan_lab.errors import ConfigError
+from tests.conftest import compose_train_config
+
+TINY = (
+    "data.source=synthetic",
+    "data.channels=1",
+    "data.image_size=16",
+    "data.synthetic_size=128",
+    "data.batch_size=16",
+    "model.generator.latent_dim=16",
+    "model.generator.width=32",
+    "model.discriminator.width=32",
+    "~callbacks.sample_grid",
+    "~callbacks.lr_monitor",
+    "~callbacks.health_monitor",
+    "trainer.max_steps=8",
+    "callbacks.model_checkpoint.every_n_train_steps=2",
+)
+
+
+class NaNInBatch(L.Callback):
+    """Puts a NaN into the real images of one batch (0-based) and records what the step did."""
+
+    def __init__(self, batch: int) -> None:
+        self.batch = batch
+        self.before: dict[str, torch.Tensor] = {}
+        self.after: dict[str, torch.Tensor] = {}
+        self.trainer: L.Trainer | None = None
+
+    def on_train_batch_start(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        self.trainer = trainer
+        if trainer.fit_loop.epoch_loop.batch_progress.total.ready - 1 == self.batch:
+            batch[0][0, 0, 0, 0] = float("nan")
+            self.before = {k: v.clone() for k, v in pl_module.state_dict().items()}
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any
+    ) -> None:
+        if trainer.fit_loop.epoch_loop.batch_progress.total.ready - 1 == self.batch:
+            self.after = {k: v.clone() for k, v in pl_module.state_dict().items()}
+
+    @property
+    def guard(self) -> DivergenceGuard:
+        assert self.trainer is not None
+        return next(c for c in self.trainer.callbacks if isinstance(c, DivergenceGuard))
+
+
+def train_with_nan(run_dir: Path, policy: str, batch: int) -> NaNInBatch:
+    cfg = compose_train_config([*TINY, f"callbacks.divergence_guard.policy={policy}"], run_dir)
+    injector = NaNInBatch(batch)
+    original = train_module.instantiate_callbacks
+    train_module.instantiate_callbacks = lambda c: [*original(c), injector]
+    try:
+        train_module.train(cfg)
+    finally:
+        train_module.instantiate_callbacks = original
+    return injector
+
+
+def same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], prefix: str) -> bool:
+    return all(torch.equal(a[k], b[k]) for k in a if k.startswith(prefix))
+
+
+def test_skip_policy_drops_the_bad_update_counts_it_and_finishes(tmp_path: Path) -> None:
+    injector = train_with_nan(tmp_path / "run", "skip", batch=3)
+    # D's update with the NaN batch changed nothing; G still trained in that batch.
+    assert same(injector.before, injector.after, "discriminator.")
+    assert not same(injector.before, injector.after, "generator.")
+    assert (injector.guard.nonfinite_steps, injector.guard.skipped_steps) == (1, 1)
+    final = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt")
+    assert final["global_step"] == 8
+    assert all(
+        torch.isfinite(t).all() for t in final["state_dict"].values() if t.is_floating_point()
+    )
+    assert final["callbacks"]["DivergenceGuard"]["skipped_steps"] == 1
+
+
+def test_stop_policy_ends_the_run_with_one_clear_line(tmp_path: Path) -> None:
+    with pytest.raises(TrainingStopped) as err:
+        train_with_nan(tmp_path / "run", "stop", batch=3)
+    message = str(err.value)
+    assert "\n" not in message
+    assert "non-finite gradient of D" in message and "generator step 3" in message
+    assert "policy=stop" in message
+
+
+def test_rollback_policy_reloads_the_last_good_checkpoint_and_halves_the_lrs(
+    tmp_path: Path,
+) -> None:
+    injector = train_with_nan(tmp_path / "run", "rollback", batch=5)
+    # after batch 5 the weights are those of the newest checkpoint before it (generator step 4)
+    rolled_back_to = load_checkpoint(tmp_path / "run" / "checkpoints" / "step_0000004.ckpt")
+    assert same(rolled_back_to["state_dict"], injector.after, "")
+    assert injector.guard.rollbacks == 1
+    final = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt")
+    lrs = [group["lr"] for state in final["optimizer_states"] for group in state["param_groups"]]
+    assert lrs == pytest.approx([1e-4, 1e-4])  # 2e-4 x 0.5
+    assert final["global_step"] == 8
+
+
+def test_unknown_policy_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match=r"callbacks\.divergence_guard\.policy='ignore'"):
+        DivergenceGuard(policy="ignore")
