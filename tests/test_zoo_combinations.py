@@ -174,6 +174,13 @@ def _instantiate_error(make_cfg, overrides: list[str]) -> ConfigError:
             "mlp",
             "mlp",
             32,
+            ["model/regularizer=r1", "model.compile_networks=true"],
+            "model.compile_networks",
+        ),
+        (
+            "mlp",
+            "mlp",
+            32,
             ["model/augment=diffaugment", "model.augment.policy=[colour]"],
             "model.augment.policy",
         ),

@@ -24,7 +24,11 @@ def _has_spectral_norm(net: nn.Module) -> bool:
 
 
 def check_compatible(
-    generator: nn.Module, discriminator: nn.Module, loss_name: str, penalized: bool
+    generator: nn.Module,
+    discriminator: nn.Module,
+    loss_name: str,
+    penalized: bool,
+    compiled: bool = False,
 ) -> None:
     """Raise ConfigError for pairs that cannot train; warn for pairs that usually diverge."""
     g_classes = int(getattr(generator, "num_classes", 0))
@@ -35,6 +39,13 @@ def check_compatible(
             d_classes,
             f"must equal model.generator.num_classes={g_classes}: conditional G and D come as a pair "
             "(model/generator=resnet_cbn with model/discriminator=resnet_proj), or neither is conditional",
+        )
+    if penalized and compiled:
+        raise ConfigError(
+            "model.compile_networks",
+            True,
+            "gradient penalties need double backward, which torch.compile does not support; "
+            "set model.compile_networks=false or drop model/regularizer",
         )
     if penalized and _has_batch_norm(discriminator):
         raise ConfigError(
