@@ -8,7 +8,8 @@ onto a few outputs, while every number stays finite. Three signals, logged under
   D(x) - D(G(z)) is above ``score_gap_ceiling``;
 - ``diversity_loss``: every ``diversity_every_n_steps`` generator steps, the mean pairwise distance
   of G's images from the fixed noise, relative to that of a real batch, falls below
-  ``diversity_ratio_floor`` (1 = as varied as real data, 0 = one image repeated);
+  ``diversity_ratio_floor`` (1 = as varied as real data, 0 = one image repeated), or too many
+  pairs are near-duplicates; judged from ``diversity_start_step`` on (an untrained G is uniform);
 - ``loss_explosion``: a loss exceeds ``explosion_factor`` times its median magnitude over the window.
 
 Each signal warns once in the console with the numbers seen, then the policy applies:
@@ -157,6 +158,7 @@ class HealthMonitor(L.Callback):
         diversity_every_n_steps: int = 100,
         diversity_ratio_floor: float = 0.1,
         duplicate_fraction_ceiling: float = 0.05,
+        diversity_start_step: int = 1000,
         explosion_factor: float = 50.0,
         lr_factor: float = 0.5,
         max_rollbacks: int = 3,
@@ -177,6 +179,7 @@ class HealthMonitor(L.Callback):
             diversity_ratio_floor,
         )
         self.duplicate_fraction_ceiling = duplicate_fraction_ceiling
+        self.diversity_start_step = diversity_start_step
         self._prev_g_step = -1
         self.explosion_factor, self.lr_factor, self.max_rollbacks = (
             explosion_factor,
@@ -233,7 +236,10 @@ class HealthMonitor(L.Callback):
                 ratio,
                 duplicates,
             )
-            if ratio < self.diversity_ratio_floor or duplicates > self.duplicate_fraction_ceiling:
+            judged = step >= self.diversity_start_step  # an untrained G is uniform, not collapsed
+            if judged and (
+                ratio < self.diversity_ratio_floor or duplicates > self.duplicate_fraction_ceiling
+            ):
                 alerts["diversity_loss"] = (
                     f"images from the fixed noise are {ratio:.3f}x as varied as a real batch "
                     f"(floor {self.diversity_ratio_floor}) and {duplicates:.1%} of their pairs are "
