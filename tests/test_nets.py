@@ -46,6 +46,15 @@ def test_resnet_matches_the_sngan_cifar_parameter_count() -> None:
     assert 1.0e6 < sum(p.numel() for p in d.parameters()) < 1.1e6
 
 
+def test_resnet_uses_the_sngan_xavier_init() -> None:
+    """Glorot-uniform: std = gain * sqrt(2 / (fan_in + fan_out)), gain sqrt(2) in residual branches."""
+    torch.manual_seed(0)
+    block = ResNetGenerator(width=64).blocks[0]
+    conv, shortcut = block.residual["conv1"].weight, block.shortcut.weight
+    assert conv.std().item() == pytest.approx(2**0.5 * (2 / (64 * 9 + 64 * 9)) ** 0.5, rel=0.05)
+    assert shortcut.std().item() == pytest.approx((2 / (64 + 64)) ** 0.5, rel=0.05)
+
+
 def _sigma(weight: torch.Tensor, dim: int = 0) -> float:
     matrix = weight.movedim(dim, 0).flatten(1)
     return float(torch.linalg.matrix_norm(matrix, ord=2))
