@@ -60,6 +60,7 @@ class SafeCheckpoint(ModelCheckpoint):
         if self.handle_signals and threading.current_thread() is threading.main_thread():
             for signum in STOP_SIGNALS:
                 self._previous[signum] = signal.signal(signum, self._record_signal)
+            log.info("training; SIGTERM, SIGINT or SIGUSR1 saves a resumable checkpoint in %s", self.dirpath)
 
     def _record_signal(self, signum: int, frame: FrameType | None) -> None:
         if signum == signal.SIGINT and self.received_signal == signal.SIGINT:
