@@ -13,5 +13,7 @@ class RunConfigInCheckpoint(L.Callback):
     def __init__(self, run_config: dict[str, Any]) -> None:
         self.run_config = run_config
 
-    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
+    def on_save_checkpoint(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
         checkpoint["run_config"] = self.run_config

@@ -21,7 +21,9 @@ class SampleGrid(L.Callback):
         self.dirpath = Path(dirpath) if dirpath else None
         self._last_logged_step = -1
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: object) -> None:
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, *args: object
+    ) -> None:
         step = trainer.global_step
         if step > 0 and step % self.every_n_steps == 0 and step != self._last_logged_step:
             self.log_grid(trainer, pl_module)
