@@ -9,7 +9,11 @@ def require_power_of_two_size(key: str, image_size: int, minimum: int, maximum: 
     """Number of 2x up/down-samplings between a 4x4 feature map and ``image_size``."""
     valid = [2**k for k in range(minimum.bit_length() - 1, maximum.bit_length())]
     if image_size not in valid:
-        raise ConfigError(key, image_size, f"this network produces image sizes {valid}; set data.image_size to one of them")
+        raise ConfigError(
+            key,
+            image_size,
+            f"this network produces image sizes {valid}; set data.image_size to one of them",
+        )
     return image_size.bit_length() - 1 - 2
 
 
