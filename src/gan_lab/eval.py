@@ -1,0 +1,162 @@
+"""`gan-eval ckpt_path=... metrics=[fid,kid]`: metrics of a checkpoint, printed and written as JSON.
+
+Samples come from the EMA generator (what papers report); the reference images are the
+``reference_split`` of the dataset the checkpoint was trained on. With ``compare_split=test``
+the "generated" side is replaced by real images of that split (no checkpoint needed, e.g.
+``gan-eval data=cifar10 data.path=... compare_split=test``): the real-vs-real baseline.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from gan_lab.errors import ConfigError, UserError
+from gan_lab.loading import build_datamodule, load_checkpoint, pick_device, run_cli
+from gan_lab.metrics.classifier import default_classifier_path
+from gan_lab.metrics.features import ClassifierExtractor, FeatureExtractor, InceptionExtractor
+from gan_lab.metrics.reference import reference_subset
+from gan_lab.metrics.runner import add_generated, add_reference
+from gan_lab.metrics.suite import (
+    CLASSIFIER_METRICS,
+    INCEPTION_METRICS,
+    MetricSuite,
+    check_metric_names,
+)
+from gan_lab.train import CONFIG_PATH
+
+log = logging.getLogger(__name__)
+
+
+def classifier_file(path: str | None, source: str) -> Path:
+    """The configured classifier, else the committed one of the dataset; a clear error if none."""
+    candidate = Path(path).expanduser() if path else default_classifier_path(source)
+    if not candidate.is_file():
+        raise ConfigError(
+            "classifier_path",
+            path,
+            f"no classifier for data.source={source!r} at {candidate}; train one with "
+            f"scripts/train_classifier.py or choose metrics without classifier_* / class_*",
+        )
+    return candidate
+
+
+def build_extractors(
+    names: list[str],
+    source: str,
+    inception_weights: str | None,
+    classifier_path: str | None,
+    batch_size: int,
+) -> dict[str, FeatureExtractor]:
+    extractors: dict[str, FeatureExtractor] = {}
+    if set(names) & set(INCEPTION_METRICS):
+        extractors["inception"] = InceptionExtractor(
+            inception_weights, batch_size=min(batch_size, 50)
+        )
+    if set(names) & set(CLASSIFIER_METRICS):
+        extractors["classifier"] = ClassifierExtractor.from_file(
+            classifier_file(classifier_path, source)
+        )
+    return extractors
+
+
+def metric_settings(cfg: DictConfig) -> tuple[list[str], dict[str, Any]]:
+    chosen = cfg.get("metrics") or {}
+    names = check_metric_names(list(chosen.keys()))
+    kid, is_ = chosen.get("kid") or {}, chosen.get("is") or {}
+    settings = {
+        "kid_subsets": int(kid.get("subsets", 100)),
+        "kid_subset_size": int(kid.get("subset_size", 1000)),
+        "is_splits": int(is_.get("splits", 10)),
+        "seed": int(cfg.seed),
+    }
+    return names, settings
+
+
+def evaluate(cfg: DictConfig) -> dict[str, Any]:
+    """Compute the chosen metrics; returns (and writes) the JSON report."""
+    names, settings = metric_settings(cfg)
+    for key in ("n_samples", "n_reference", "batch_size"):
+        if not isinstance(cfg[key], int) or cfg[key] < 2:
+            raise ConfigError(key, cfg[key], "must be an integer >= 2")
+    compare_split = cfg.get("compare_split")
+    checkpoint = None if compare_split else load_checkpoint(cfg.ckpt_path, cfg.device)
+    data_cfg = checkpoint.run_config["data"] if checkpoint else cfg.get("data")
+    if data_cfg is None:
+        raise UserError(
+            "compare_split needs a dataset: add data=<mnist|cifar10|...> (and data.path=...)"
+        )
+    overrides = {"data_dir": cfg.data_dir, "cache_dir": cfg.cache_dir, "path": cfg.get("data_path")}
+    datamodule = build_datamodule(data_cfg, overrides)
+    device = pick_device(cfg.device)
+    extractors = build_extractors(
+        names, datamodule.source, cfg.inception_weights, cfg.classifier_path, cfg.batch_size
+    )
+    suite = MetricSuite(names, extractors, **settings).to(device)
+
+    reference = reference_subset(datamodule.load_split(cfg.reference_split), cfg.n_reference)
+    cache_dir = Path(cfg.cache_dir).expanduser() / "metrics" if cfg.cache_dir else None
+    add_reference(
+        suite,
+        reference,
+        datamodule.dataset_name,
+        cfg.reference_split,
+        cache_dir,
+        batch_size=cfg.batch_size,
+    )
+    if checkpoint is not None:
+        n_fake = add_generated(suite, checkpoint.module, cfg.n_samples, cfg.batch_size, cfg.seed)
+        fake_desc = "EMA generator" if checkpoint.module.ema is not None else "generator (no EMA)"
+    else:
+        compare = reference_subset(
+            datamodule.load_split(compare_split), cfg.n_samples, seed=cfg.seed + 1
+        )
+        for chunk in compare.images.split(cfg.batch_size):
+            suite.add_fake(chunk)
+        n_fake, fake_desc = len(compare), f"real {compare_split} split"
+    results = suite.compute()
+
+    report = {
+        "checkpoint": str(checkpoint.path) if checkpoint else None,
+        "global_step": checkpoint.global_step if checkpoint else None,
+        "dataset": datamodule.dataset_name,
+        "samples": {"n": n_fake, "from": fake_desc, "seed": cfg.seed},
+        "reference": {"split": cfg.reference_split, "n": len(reference)},
+        "metrics": {name: result.as_dict() for name, result in results.items()},
+    }
+    print_report(report)
+    out = Path(cfg.output_file)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2, allow_nan=False) + "\n")
+    log.info("wrote %s", out)
+    return report
+
+
+def print_report(report: dict[str, Any]) -> None:
+    print(f"{report['dataset']}: {report['samples']['n']} samples ({report['samples']['from']}) vs "
+          f"{report['reference']['n']} {report['reference']['split']} images")  # fmt: skip
+    for name, entry in report["metrics"].items():
+        numbers = {
+            k: v for k, v in entry.items() if k not in ("protocol", "unavailable", "histogram")
+        }
+        shown = ", ".join(f"{k}={'n/a' if v is None else f'{v:.6g}'}" for k, v in numbers.items())
+        print(
+            f"  {name:15s} {shown}"
+            + (f"  [unavailable: {entry['unavailable']}]" if "unavailable" in entry else "")
+        )
+        print(f"  {'':15s} protocol: {entry['protocol']}")
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="eval")
+def main(cfg: DictConfig) -> Any:
+    log.debug("config:\n%s", OmegaConf.to_yaml(cfg))
+    return run_cli("gan-eval", evaluate, cfg)
+
+
+if __name__ == "__main__":
+    main()

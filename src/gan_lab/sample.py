@@ -1,0 +1,139 @@
+"""`gan-sample ckpt_path=... n=64`: pictures from a checkpoint's EMA generator.
+
+Writes into the run directory (``output_dir``):
+  grid.png                  the ``n`` samples in one grid
+  images/NNNNNN.png         each sample as its own file (``individual=true``)
+  interpolation.png / .gif  spherical interpolation between random latents, one row per pair
+  class_grid.png            one row per class (conditional generators only)
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import hydra
+import torch
+from omegaconf import DictConfig, OmegaConf
+from PIL import Image
+from torch import Tensor
+from torchvision.utils import make_grid, save_image
+
+from gan_lab.errors import ConfigError
+from gan_lab.loading import load_checkpoint, run_cli
+from gan_lab.metrics.runner import generated_batches
+from gan_lab.train import CONFIG_PATH
+
+log = logging.getLogger(__name__)
+
+
+def slerp(a: Tensor, b: Tensor, t: Tensor) -> Tensor:
+    """Spherical interpolation of latent rows: stays on the shell where Gaussian latents live."""
+    a_n, b_n = a / a.norm(dim=-1, keepdim=True), b / b.norm(dim=-1, keepdim=True)
+    omega = torch.acos((a_n * b_n).sum(-1, keepdim=True).clamp(-1 + 1e-7, 1 - 1e-7))
+    so = torch.sin(omega)
+    return (torch.sin((1 - t) * omega) / so) * a + (torch.sin(t * omega) / so) * b
+
+
+def interpolation(module: Any, rows: int, steps: int, seed: int) -> Tensor:
+    """Images (rows * steps, C, H, W) in [-1, 1]: row r walks from latent a_r to b_r (same class)."""
+    g = torch.Generator().manual_seed(seed)
+    a, b = (torch.randn(rows, module.latent_dim, generator=g) for _ in range(2))
+    t = torch.linspace(0, 1, steps)[None, :, None]
+    z = slerp(a[:, None], b[:, None], t).reshape(rows * steps, -1).to(module.device)
+    y = None
+    if module.num_classes:
+        y = (
+            torch.randint(0, module.num_classes, (rows,), generator=g)
+            .repeat_interleave(steps)
+            .to(module.device)
+        )
+    return module.generate(z, y)
+
+
+def class_grid(module: Any, per_class: int, seed: int) -> Tensor:
+    """Images (num_classes * per_class, ...): row k asks for class k, the same latents in every row."""
+    g = torch.Generator().manual_seed(seed)
+    z = (
+        torch.randn(per_class, module.latent_dim, generator=g)
+        .repeat(module.num_classes, 1)
+        .to(module.device)
+    )
+    y = torch.arange(module.num_classes).repeat_interleave(per_class).to(module.device)
+    return module.generate(z, y)
+
+
+def to_pil(grid: Tensor) -> Image.Image:
+    array = grid.mul(255).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+    return Image.fromarray(array.squeeze(-1) if array.shape[-1] == 1 else array)
+
+
+def write_gif(frames: list[Tensor], path: Path, fps: int) -> None:
+    """Frames are [0, 1] image tensors (C, H, W); the GIF loops forwards and back."""
+    images = [to_pil(f).convert("RGB") for f in [*frames, *frames[-2:0:-1]]]
+    images[0].save(path, save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0)
+
+
+def sample(cfg: DictConfig) -> dict[str, Any]:
+    """Write the pictures; returns the paths written (for tests and notebooks)."""
+    for key, least in (
+        ("n", 1),
+        ("nrow", 1),
+        ("batch_size", 1),
+        ("interpolation.rows", 1),
+        ("interpolation.steps", 2),
+        ("per_class", 1),
+    ):
+        value = OmegaConf.select(cfg, key)
+        if not isinstance(value, int) or value < least:
+            raise ConfigError(key, value, f"must be an integer >= {least}")
+    checkpoint = load_checkpoint(cfg.ckpt_path, cfg.device)
+    module = checkpoint.module
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written: dict[str, Any] = {}
+
+    images = torch.cat(
+        [batch.cpu() for batch, _ in generated_batches(module, cfg.n, cfg.batch_size, cfg.seed)]
+    )
+    floats = images.float() / 255
+    save_image(floats, out / "grid.png", nrow=cfg.nrow)
+    written["grid"] = out / "grid.png"
+    if cfg.individual:
+        folder = out / "images"
+        folder.mkdir(exist_ok=True)
+        for i, image in enumerate(images):
+            to_pil(image.float() / 255).save(folder / f"{i:06d}.png")
+        written["images"] = sorted(folder.glob("*.png"))
+
+    rows, steps = cfg.interpolation.rows, cfg.interpolation.steps
+    strip = interpolation(module, rows, steps, cfg.seed)
+    save_image(strip, out / "interpolation.png", nrow=steps, normalize=True, value_range=(-1, 1))
+    written["interpolation"] = out / "interpolation.png"
+    if cfg.interpolation.gif:
+        by_step = strip.view(rows, steps, *strip.shape[1:])
+        frames = [
+            make_grid(by_step[:, s].cpu(), nrow=rows, normalize=True, value_range=(-1, 1))
+            for s in range(steps)
+        ]
+        write_gif(frames, out / "interpolation.gif", cfg.interpolation.fps)
+        written["gif"] = out / "interpolation.gif"
+    if module.num_classes:
+        grid = class_grid(module, cfg.per_class, cfg.seed)
+        save_image(
+            grid, out / "class_grid.png", nrow=cfg.per_class, normalize=True, value_range=(-1, 1)
+        )
+        written["class_grid"] = out / "class_grid.png"
+    log.info("wrote %d samples and grids to %s", len(images), out)
+    print(f"gan-sample: wrote {', '.join(sorted(written))} to {out}")
+    return written
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="sample")
+def main(cfg: DictConfig) -> Any:
+    return run_cli("gan-sample", sample, cfg)
+
+
+if __name__ == "__main__":
+    main()
