@@ -12,7 +12,8 @@ and the median over rounds is reported. Variants:
 - ``plain_fp32``  gan-lab's step written by hand, fed by gan-lab's data path, fp32;
 - ``ganlab_fp32`` gan-lab (Lightning) at the same settings as ``plain_fp32``;
 - ``ganlab``      gan-lab with the experiment's defaults (precision, channels_last);
-- ``ganlab_bf16_nchw`` / ``ganlab_fp32_cl``  (optional): what each speed option brings alone.
+- ``ganlab_bf16_nchw`` / ``ganlab_fp32_cl`` / ``ganlab_bf16_cl`` (optional): each speed option
+  alone and both, whatever the experiment's defaults are.
 
 It also measures the CPU's bf16 and fp32 matmul peak and converts images/s into FLOP/s with
 torch's FLOP counter on one training step.
@@ -44,6 +45,7 @@ VARIANTS = {
     "ganlab": ("lightning", ()),
     "ganlab_bf16_nchw": ("lightning", ("trainer.precision=bf16-mixed", "model.channels_last=false")),
     "ganlab_fp32_cl": ("lightning", ("trainer.precision=32-true", "model.channels_last=true")),
+    "ganlab_bf16_cl": ("lightning", ("trainer.precision=bf16-mixed", "model.channels_last=true")),
 }
 DEFAULT_VARIANTS = ("classic", "plain_fp32", "ganlab_fp32", "ganlab")
 
@@ -98,7 +100,8 @@ def run_plain(setup: classic_loop.Setup, variant: str) -> None:
         gan = classic_loop.PlainGAN(G, D, recipe="classic")
         batches = classic_loop.forever(classic_loop.torchvision_loader(setup))
     else:
-        gan = classic_loop.PlainGAN(G, D, recipe="plain", ema_decay=cfg.model.ema_decay)
+        optimizers = (hydra.utils.instantiate(cfg.model.optimizer_g), hydra.utils.instantiate(cfg.model.optimizer_d))
+        gan = classic_loop.PlainGAN(G, D, recipe="plain", ema_decay=cfg.model.ema_decay, optimizers=optimizers)
         dm = hydra.utils.instantiate(cfg.data)
         dm.setup("fit")
 

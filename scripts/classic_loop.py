@@ -19,9 +19,10 @@ from __future__ import annotations
 import argparse
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -30,6 +31,7 @@ from omegaconf import DictConfig
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
+OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 DATA_DIR = Path(os.environ.get("GAN_DATA_DIR", "data"))
 
 
@@ -121,15 +123,16 @@ class PlainGAN:
         bf16: bool = False,
         channels_last: bool = False,
         ema_decay: float | None = None,
-        lr: float = 2e-4,
+        optimizers: tuple[OptimizerFactory, OptimizerFactory] | None = None,
     ) -> None:
         if recipe not in ("classic", "plain"):
             raise ValueError(f"recipe must be classic or plain, got {recipe!r}")
         layout = torch.channels_last if channels_last else torch.contiguous_format
         self.G, self.D = generator.to(memory_format=layout), discriminator.to(memory_format=layout)
         self.recipe, self.bf16, self.layout = recipe, bf16, layout
-        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=lr, betas=(0.5, 0.999))
-        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=lr, betas=(0.5, 0.999))
+        # The tutorials' Adam (2e-4, betas 0.5/0.999, torch's default implementation) unless given.
+        make_g, make_d = optimizers or (partial(torch.optim.Adam, lr=2e-4, betas=(0.5, 0.999)),) * 2
+        self.opt_g, self.opt_d = make_g(self.G.parameters()), make_d(self.D.parameters())
         self.ema = AveragedModel(self.G, multi_avg_fn=get_ema_multi_avg_fn(ema_decay), use_buffers=True) if ema_decay else None
         self.latent_dim = generator.latent_dim
 
