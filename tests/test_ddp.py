@@ -41,8 +41,8 @@ TINY = (
 G_STEPS = 3  # with n_critic=2: 6 D updates, 3 G updates, all inside the first epoch
 # trainer=ddp_cpu with forked instead of spawned processes: the same DDP code on the same gloo
 # backend, without each process importing torch and Lightning again (~10 s apiece on a busy
-# 2-core machine). Spawned processes, the way `gan-train trainer=ddp_cpu` runs, are tested
-# end to end by the multirun test in test_sweeps.py.
+# 2-core machine). What spawning adds, pickling every object for the new processes, is checked
+# below; the spawned run itself is the slow multirun test in test_sweeps.py.
 DDP_CPU = ("trainer=ddp_cpu", "trainer.strategy.start_method=fork")
 
 
@@ -215,3 +215,21 @@ def test_ddp_cpu_run_writes_each_file_once_and_resumes(
         torch.testing.assert_close(last["state_dict"][key], value, atol=1e-6, rtol=1e-5, msg=key)
     g_first, g_last = (ckpt["state_dict"]["generator.net.0.weight"] for ckpt in (first, last))
     assert not torch.equal(g_first, g_last)  # the resumed run did train
+
+
+def test_everything_a_spawned_process_receives_pickles(make_cfg: Callable[..., DictConfig]) -> None:
+    """trainer=ddp_cpu spawns its processes: model, data, callbacks and loggers travel by pickle."""
+    from multiprocessing.reduction import ForkingPickler
+
+    from gan_lab.utils import instantiate_callbacks, instantiate_loggers
+
+    cfg = make_cfg(*TINY, "trainer=ddp_cpu", "hparams_search=mnist_optuna")
+    assert cfg.trainer.strategy.start_method == "spawn"
+    objects = [
+        hydra.utils.instantiate(cfg.model),
+        hydra.utils.instantiate(cfg.data),
+        *instantiate_callbacks(cfg.callbacks),
+        *instantiate_loggers(cfg.logger),
+    ]
+    for obj in objects:
+        ForkingPickler.dumps(obj)
