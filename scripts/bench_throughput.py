@@ -232,6 +232,10 @@ def flops_per_image(setup: classic_loop.Setup, recipe: str) -> float:
 
 def measure_setup(name: str, variants: list[str], rounds: int, seconds: float, threads: int) -> dict[str, Any]:
     """Start every variant, warm each up, then alternate slices of ``seconds`` for ``rounds`` rounds."""
+    import hydra
+
+    # Decode the dataset into the on-disk cache once, before the workers start.
+    hydra.utils.instantiate(classic_loop.compose(classic_loop.SETUPS[name]).data).prepare_data()
     workers = {v: Worker(v, name, threads) for v in variants}
     for w in workers.values():
         w.ready()
