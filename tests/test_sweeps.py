@@ -238,3 +238,26 @@ def test_slurm_launcher_renders_an_sbatch_script_for_multi_node_ddp(
         "--partition=gpu",
     ):
         assert f"#SBATCH {line}" in script
+
+
+@pytest.mark.slow
+def test_optuna_sweep_of_three_trials_is_summarized(tmp_path: Path) -> None:
+    args = [
+        "-m",
+        "hparams_search=mnist_optuna",
+        "hydra.sweeper.n_trials=3",
+        "trainer.max_steps=30",
+        *data_overrides("mnist"),
+        *QUIET,
+    ]
+    result = gan_train(args, tmp_path, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    sweep = only_sweep_dir(tmp_path)
+    with open(sweep / "summary.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 3 and all(r["status"] == "ok" for r in rows)
+    values = [float(r["sweep/pixel_swd"]) for r in rows]
+    assert values == sorted(values)  # best (lowest) first
+    best = yaml.safe_load((sweep / "optimization_results.yaml").read_text())["best_value"]
+    assert best == pytest.approx(values[0], rel=1e-5)
+    assert len(list((sweep / "tensorboard").iterdir())) == 3
