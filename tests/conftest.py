@@ -23,7 +23,9 @@ CIFAR_FOLDER = DATA_DIR / "cifar10-jpg" if DATA_DIR is not None else None
 CIFAR_AVAILABLE = CIFAR_FOLDER is not None and (CIFAR_FOLDER / "train").is_dir()
 
 requires_mnist = pytest.mark.skipif(not MNIST_AVAILABLE, reason="needs MNIST under GAN_DATA_DIR")
-requires_cifar = pytest.mark.skipif(not CIFAR_AVAILABLE, reason="needs cifar10-jpg under GAN_DATA_DIR")
+requires_cifar = pytest.mark.skipif(
+    not CIFAR_AVAILABLE, reason="needs cifar10-jpg under GAN_DATA_DIR"
+)
 
 # Small and quiet: no progress bar, no model summary, tiny checkpoints intervals.
 FAST_OVERRIDES = (
@@ -40,7 +42,9 @@ def compose_train_config(
     """The config `gan-train <overrides>` would run, writing into ``output_dir``."""
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=CONFIG_PATH, version_base="1.3"):
-        cfg = compose(config_name=config_name, overrides=[*(FAST_OVERRIDES if fast else ()), *overrides])
+        cfg = compose(
+            config_name=config_name, overrides=[*(FAST_OVERRIDES if fast else ()), *overrides]
+        )
     with open_dict(cfg):
         cfg.paths.output_dir = str(output_dir)
         cfg.paths.log_dir = str(output_dir / "logs")
@@ -73,3 +77,29 @@ def make_cfg(tmp_path: Path) -> Callable[..., DictConfig]:
         return compose_train_config([*overrides, *extra], tmp_path / "run", fast=fast)
 
     return _make
+
+
+@pytest.fixture(scope="session")
+def tiny_gan_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 4-step MLP GAN run on synthetic data (checkpoint, TensorBoard events, metrics every 2 steps).
+
+    The metrics callback uses an untrained classifier: enough to exercise the plumbing.
+    """
+    import torch
+
+    from gan_lab.metrics.classifier import ClassifierSpec, SmallCNN, save_classifier
+    from gan_lab.train import train
+
+    root = tmp_path_factory.mktemp("tiny_gan")
+    torch.manual_seed(0)
+    classifier = root / "synthetic_classifier.pt"
+    save_classifier(SmallCNN(ClassifierSpec("synthetic", 16, 1, 10, stem=4, widths=[8, 8])), classifier, {})
+    overrides = [
+        "data.source=synthetic", "data.synthetic_size=128", "data.batch_size=32", "data.image_size=16",
+        "data.channels=1", "model.generator.width=8", "model.discriminator.width=8", "trainer.max_steps=4",
+        "callbacks.sample_grid.every_n_steps=2", "callbacks.metrics.every_n_steps=2",
+        "callbacks.metrics.n_samples=24", "callbacks.metrics.n_reference=32",
+        f"callbacks.metrics.classifier_path={classifier}",
+    ]  # fmt: skip
+    train(compose_train_config(overrides, root / "run"))
+    return root / "run"

@@ -1,0 +1,150 @@
+"""Metrics of the EMA generator every N generator steps, logged under ``metrics/``.
+
+Cheap in-domain classifier metrics by default (seconds on a CPU); Inception metrics can be
+chosen too, at their cost. Under DDP each rank generates its share of ``n_samples`` (the shares
+add up to exactly ``n_samples``) and adds its slice of the reference set; ``compute()`` reduces
+the statistics across ranks, so every rank gets the same numbers and rank 0 logs them.
+
+Nothing is computed until the first evaluation step (short runs pay nothing). When the
+dataset has no classifier, classifier metrics are dropped with one warning.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.utilities import rank_zero_warn
+
+from gan_lab.metrics.classifier import default_classifier_path
+from gan_lab.metrics.features import ClassifierExtractor, FeatureExtractor, InceptionExtractor
+from gan_lab.metrics.reference import reference_subset
+from gan_lab.metrics.runner import add_generated, add_reference, rank_share
+from gan_lab.metrics.suite import (
+    CLASSIFIER_METRICS,
+    INCEPTION_METRICS,
+    MetricSuite,
+    check_metric_names,
+    flat_scalars,
+)
+
+log = logging.getLogger(__name__)
+
+
+class GeneratorMetrics(L.Callback):
+    def __init__(
+        self,
+        metrics: list[str] | tuple[str, ...] = (
+            "classifier_fd",
+            "class_coverage",
+            "class_accuracy",
+        ),
+        every_n_steps: int = 1000,
+        n_samples: int = 2000,
+        n_reference: int = 5000,
+        reference_split: str = "train",
+        batch_size: int = 250,
+        classifier_path: str | None = None,
+        inception_weights: str | None = None,
+        cache_dir: str | None = None,
+        kid_subset_size: int = 1000,
+        seed: int = 0,
+    ) -> None:
+        if every_n_steps < 1:
+            raise ValueError(f"callbacks.metrics.every_n_steps={every_n_steps!r} must be >= 1")
+        if n_samples < 2 or n_reference < 2:
+            raise ValueError(
+                "callbacks.metrics.n_samples and n_reference must be >= 2 (a covariance needs two)"
+            )
+        self.names = check_metric_names(list(metrics), "callbacks.metrics.metrics")
+        self.every_n_steps, self.n_samples, self.n_reference = every_n_steps, n_samples, n_reference
+        self.reference_split, self.batch_size, self.seed = reference_split, batch_size, seed
+        self.classifier_path, self.inception_weights = classifier_path, inception_weights
+        self.cache_dir = Path(cache_dir).expanduser() / "metrics" if cache_dir else None
+        self.kid_subset_size = kid_subset_size
+        self.suite: MetricSuite | None = None
+        self.disabled = False
+        self.last_results: dict[str, float] = {}
+        self._last_step = -1
+
+    # ------------------------------------------------------------------------------- setup
+    def _extractors(self, trainer: L.Trainer) -> dict[str, FeatureExtractor]:
+        extractors: dict[str, FeatureExtractor] = {}
+        source = getattr(trainer.datamodule, "source", "unknown")
+        if set(self.names) & set(CLASSIFIER_METRICS):
+            path = (
+                Path(self.classifier_path).expanduser()
+                if self.classifier_path
+                else default_classifier_path(source)
+            )
+            if path.is_file():
+                extractors["classifier"] = ClassifierExtractor.from_file(path)
+            else:
+                rank_zero_warn(
+                    f"callbacks.metrics: no classifier for data.source={source!r} ({path}); skipping "
+                    f"{', '.join(n for n in self.names if n in CLASSIFIER_METRICS)}. Train one with "
+                    "scripts/train_classifier.py and set callbacks.metrics.classifier_path"
+                )
+                self.names = [n for n in self.names if n not in CLASSIFIER_METRICS]
+        if set(self.names) & set(INCEPTION_METRICS):
+            extractors["inception"] = InceptionExtractor(self.inception_weights)
+        return extractors
+
+    def _build(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        extractors = self._extractors(trainer)
+        if not pl_module.num_classes and "class_accuracy" in self.names:
+            self.names = [n for n in self.names if n != "class_accuracy"]  # nothing was requested
+        if not self.names:
+            self.disabled = True
+            return
+        subset = min(self.kid_subset_size, self.n_samples, self.n_reference)
+        self.suite = MetricSuite(self.names, extractors, kid_subset_size=subset, seed=self.seed).to(
+            pl_module.device
+        )
+        dm = trainer.datamodule
+        reference = reference_subset(dm.load_split(self.reference_split), self.n_reference)
+        add_reference(
+            self.suite, reference, dm.dataset_name, self.reference_split, self.cache_dir,
+            trainer.global_rank, trainer.world_size, self.batch_size,
+        )  # fmt: skip
+
+    # ------------------------------------------------------------------------------- hooks
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any
+    ) -> None:
+        step = trainer.global_step
+        if self.disabled or step == 0 or step % self.every_n_steps or step == self._last_step:
+            return
+        self._last_step = step
+        self.evaluate(trainer, pl_module)
+
+    def evaluate(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, float]:
+        """Run on every rank (the reduction is collective); rank 0 logs."""
+        start = time.perf_counter()
+        if self.suite is None:
+            self._build(trainer, pl_module)
+            if self.suite is None:
+                return {}
+        self.suite.reset_fake()
+        share = rank_share(self.n_samples, trainer.global_rank, trainer.world_size)
+        # a different stream per rank and per step, the same one for every re-run of this step
+        seed = self.seed + 1_000_003 * trainer.global_step + trainer.global_rank
+        add_generated(self.suite, pl_module, share, self.batch_size, seed)
+        values = flat_scalars(self.suite.compute())
+        values["metrics/seconds"] = time.perf_counter() - start
+        for key, value in values.items():
+            trainer.callback_metrics[key] = torch.tensor(value)
+        if trainer.is_global_zero:
+            for logger in trainer.loggers:
+                logger.log_metrics(values, step=trainer.global_step)
+            log.info(
+                "g_step %d: %s",
+                trainer.global_step,
+                ", ".join(f"{k}={v:.4g}" for k, v in values.items()),
+            )
+        self.last_results = values
+        return values
