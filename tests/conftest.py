@@ -93,7 +93,8 @@ def tiny_gan_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("tiny_gan")
     torch.manual_seed(0)
     classifier = root / "synthetic_classifier.pt"
-    save_classifier(SmallCNN(ClassifierSpec("synthetic", 16, 1, 10, stem=4, widths=[8, 8])), classifier, {})
+    spec = ClassifierSpec("synthetic", 16, 1, 10, stem=4, widths=[8, 8])
+    save_classifier(SmallCNN(spec), classifier, {})
     overrides = [
         "data.source=synthetic", "data.synthetic_size=128", "data.batch_size=32", "data.image_size=16",
         "data.channels=1", "model.generator.width=8", "model.discriminator.width=8", "trainer.max_steps=4",
