@@ -116,32 +116,67 @@ def test_latest_good_checkpoint_is_found_past_broken_ones(tmp_path: Path) -> Non
         resolve_resume_path("last", empty)
 
 
+def wait_for_new_checkpoint(proc, log_file: Path, last: Path, timeout: float = 120.0) -> None:
+    """Until ``last`` is (re)written by this process: the kill then lands among checkpoint writes."""
+    before = last.stat().st_mtime_ns if last.exists() else None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if last.exists() and last.stat().st_mtime_ns != before:
+            return
+        if proc.poll() is not None:
+            raise AssertionError(
+                f"gan-train exited early ({proc.returncode}):\n{log_file.read_text()[-3000:]}"
+            )
+        time.sleep(0.01)
+    proc.kill()
+    raise AssertionError(f"no checkpoint written:\n{log_file.read_text()[-3000:]}")
+
+
+def wait_for_temp_file(proc, folder: Path, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        if any(folder.glob(".*.tmp")):
+            return
+        time.sleep(0.001)
+
+
 @pytest.mark.slow
 def test_repeated_sigkill_never_leaves_an_unloadable_checkpoint(tmp_path: Path) -> None:
     """Kill `gan-train` 10 times at random moments while it checkpoints every step, then finish."""
     rng = random.Random(0)
-    run_dir, steps = tmp_path / "run", 60
+    run_dir, steps = tmp_path / "run", 80
+    last = run_dir / "checkpoints" / "last.ckpt"
     common = (
         f"trainer.max_steps={steps}",
         "callbacks.model_checkpoint.every_n_train_steps=1",
+        # wider nets: checkpoints of a few MB take long enough to write that kills land inside writes
+        "model.generator.width=256",
+        "model.discriminator.width=512",
         "ckpt_path=auto",
     )
-    progress = []
+    progress, torn_writes = [], 0
     for kill in range(10):
         log_file = tmp_path / f"kill{kill}.log"
         proc = start_gan_train(run_dir, log_file, *common)
         wait_for_text(proc, log_file, TRAINING_STARTED)
-        time.sleep(rng.uniform(0.0, 0.6))
+        wait_for_new_checkpoint(proc, log_file, last)
+        if kill % 2:  # the dangerous moment: a checkpoint is being written
+            wait_for_temp_file(proc, run_dir / "checkpoints")
+        else:
+            time.sleep(rng.uniform(0.0, 0.3))
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
-        ckpts = sorted((run_dir / "checkpoints").glob("*.ckpt"))
-        for path in ckpts:  # every checkpoint on disk loads and can resume
+        torn_writes += len(list((run_dir / "checkpoints").glob(".*.tmp")))
+        for path in sorted((run_dir / "checkpoints").glob("*.ckpt")):  # every checkpoint loads
             checkpoint_io.check_resumable(load_checkpoint(path), path)
         latest = find_latest_good([run_dir / "checkpoints"])
-        progress.append(load_checkpoint(latest)["global_step"] if latest else 0)
+        assert latest is not None
+        progress.append(load_checkpoint(latest)["global_step"])
     assert progress == sorted(progress) and progress[-1] > 0, progress
     log_file = tmp_path / "final.log"
     proc = start_gan_train(run_dir, log_file, *common)
     assert proc.wait(timeout=300) == 0, log_file.read_text()[-3000:]
-    assert load_checkpoint(run_dir / "checkpoints" / "last.ckpt")["global_step"] == steps
-    print(f"global step after each of the 10 kills: {progress}")
+    assert load_checkpoint(last)["global_step"] == steps
+    print(
+        f"global step after each of the 10 kills: {progress}; kills inside a write: {torn_writes}"
+    )
