@@ -4,7 +4,7 @@ Lightning's default DDP launcher (``start_method: popen``) re-runs the command l
 extra device. Under Hydra multirun (``-m``) that command line is the whole sweep, so every child
 starts its own sweep and the jobs never meet (the hang reported for lightning-hydra-template).
 Spawned processes (``start_method: spawn``, as in ``trainer=ddp_cpu``) or processes created by
-the cluster (SLURM through ``hydra/launcher=submitit_slurm``, torchrun) run only the current job.
+the cluster (SLURM through ``hydra/launcher=slurm``, torchrun) run only the current job.
 """
 
 from __future__ import annotations
@@ -79,5 +79,5 @@ def check_ddp_launch(
         key,
         value,
         "Hydra multirun (-m) cannot re-run the script per device (each copy would start the whole sweep); "
-        f"use {fix}, or run each job on a cluster with hydra/launcher=submitit_slurm",
+        f"use {fix}, or run each job on a cluster with hydra/launcher=slurm",
     )

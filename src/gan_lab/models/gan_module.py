@@ -150,6 +150,8 @@ class GANModule(L.LightningModule):
             self.noise_seed = int(
                 self.trainer.strategy.broadcast(int(torch.randint(2**62, ()).item()))
             )
+        if self.trainer.global_rank > 0:  # augmentations (flips, DiffAugment) differ per rank
+            torch.manual_seed(torch.initial_seed() + self.trainer.global_rank)
 
     @torch.no_grad()
     def generate(self, z: Tensor, y: Tensor | None = None, use_ema: bool = True) -> Tensor:
