@@ -43,7 +43,10 @@ VARIANTS = {
     "plain_fp32": ("plain", ("trainer.precision=32-true", "model.channels_last=false")),
     "ganlab_fp32": ("lightning", ("trainer.precision=32-true", "model.channels_last=false")),
     "ganlab": ("lightning", ()),
-    "ganlab_bf16_nchw": ("lightning", ("trainer.precision=bf16-mixed", "model.channels_last=false")),
+    "ganlab_bf16_nchw": (
+        "lightning",
+        ("trainer.precision=bf16-mixed", "model.channels_last=false"),
+    ),
     "ganlab_fp32_cl": ("lightning", ("trainer.precision=32-true", "model.channels_last=true")),
     "ganlab_bf16_cl": ("lightning", ("trainer.precision=bf16-mixed", "model.channels_last=true")),
 }
@@ -95,13 +98,21 @@ def run_plain(setup: classic_loop.Setup, variant: str) -> None:
 
     kind, overrides = VARIANTS[variant]
     cfg = classic_loop.compose(setup, *overrides)
-    G, D = hydra.utils.instantiate(cfg.model.generator), hydra.utils.instantiate(cfg.model.discriminator)
+    G, D = (
+        hydra.utils.instantiate(cfg.model.generator),
+        hydra.utils.instantiate(cfg.model.discriminator),
+    )
     if kind == "classic":
         gan = classic_loop.PlainGAN(G, D, recipe="classic")
         batches = classic_loop.forever(classic_loop.torchvision_loader(setup))
     else:
-        optimizers = (hydra.utils.instantiate(cfg.model.optimizer_g), hydra.utils.instantiate(cfg.model.optimizer_d))
-        gan = classic_loop.PlainGAN(G, D, recipe="plain", ema_decay=cfg.model.ema_decay, optimizers=optimizers)
+        optimizers = (
+            hydra.utils.instantiate(cfg.model.optimizer_g),
+            hydra.utils.instantiate(cfg.model.optimizer_d),
+        )
+        gan = classic_loop.PlainGAN(
+            G, D, recipe="plain", ema_decay=cfg.model.ema_decay, optimizers=optimizers
+        )
         dm = hydra.utils.instantiate(cfg.data)
         dm.setup("fit")
 
@@ -133,9 +144,18 @@ def run_lightning(setup: classic_loop.Setup, variant: str, workdir: str) -> None
     from gan_lab.utils import instantiate_loggers
 
     _, overrides = VARIANTS[variant]
-    quiet = ("callbacks=none", "+trainer.enable_progress_bar=false", "trainer.enable_model_summary=false")
+    quiet = (
+        "callbacks=none",
+        "+trainer.enable_progress_bar=false",
+        "trainer.enable_model_summary=false",
+    )
     cfg = classic_loop.compose(
-        setup, *quiet, "trainer.accelerator=cpu", "trainer.max_steps=1000000", *overrides, output_dir=workdir
+        setup,
+        *quiet,
+        "trainer.accelerator=cpu",
+        "trainer.max_steps=1000000",
+        *overrides,
+        output_dir=workdir,
     )
     L.seed_everything(0, verbose=False)
     datamodule, model = hydra.utils.instantiate(cfg.data), hydra.utils.instantiate(cfg.model)
@@ -150,7 +170,9 @@ def run_lightning(setup: classic_loop.Setup, variant: str, workdir: str) -> None
             if self.slices.step_done():
                 trainer.should_stop = True
 
-    trainer = hydra.utils.instantiate(cfg.trainer, callbacks=[Paced()], logger=instantiate_loggers(cfg.logger))
+    trainer = hydra.utils.instantiate(
+        cfg.trainer, callbacks=[Paced()], logger=instantiate_loggers(cfg.logger)
+    )
     trainer.fit(model, datamodule=datamodule)
 
 
@@ -172,7 +194,16 @@ class Worker:
 
     def __init__(self, variant: str, setup: str, threads: int) -> None:
         self.variant, self.setup = variant, setup
-        cmd = [sys.executable, __file__, "--worker", variant, "--setup", setup, "--threads", str(threads)]
+        cmd = [
+            sys.executable,
+            __file__,
+            "--worker",
+            variant,
+            "--setup",
+            setup,
+            "--threads",
+            str(threads),
+        ]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         self.step_times: list[float] = []
 
@@ -181,7 +212,9 @@ class Worker:
         for line in self.proc.stdout:
             if line.startswith(prefix):
                 return line[len(prefix) :].strip()
-        raise RuntimeError(f"{self.variant}/{self.setup} worker exited ({self.proc.wait()}); see its stderr")
+        raise RuntimeError(
+            f"{self.variant}/{self.setup} worker exited ({self.proc.wait()}); see its stderr"
+        )
 
     def _send(self, line: str) -> None:
         assert self.proc.stdin is not None
@@ -230,7 +263,9 @@ def flops_per_image(setup: classic_loop.Setup, recipe: str) -> float:
     return counter.get_total_flops() / setup.batch_size
 
 
-def measure_setup(name: str, variants: list[str], rounds: int, seconds: float, threads: int) -> dict[str, Any]:
+def measure_setup(
+    name: str, variants: list[str], rounds: int, seconds: float, threads: int
+) -> dict[str, Any]:
     """Start every variant, warm each up, then alternate slices of ``seconds`` for ``rounds`` rounds."""
     import hydra
 
@@ -249,15 +284,24 @@ def measure_setup(name: str, variants: list[str], rounds: int, seconds: float, t
         rss = w.finish()
         batch = classic_loop.SETUPS[name].batch_size
         median_step = statistics.median(w.step_times)
-        results[v] = {"images_per_s": batch / median_step, "steps": len(w.step_times), "peak_rss_mb": rss}
-        print(f"  [{name}] {v:>16}: {results[v]['images_per_s']:8.1f} img/s (median of {len(w.step_times)} "
-              f"steps), peak RSS {rss:.0f} MB", flush=True)
+        results[v] = {
+            "images_per_s": batch / median_step,
+            "steps": len(w.step_times),
+            "peak_rss_mb": rss,
+        }
+        print(
+            f"  [{name}] {v:>16}: {results[v]['images_per_s']:8.1f} img/s (median of {len(w.step_times)} "
+            f"steps), peak RSS {rss:.0f} MB",
+            flush=True,
+        )
     return results
 
 
 def orchestrate(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {args.threads} threads per variant; CPU flags: {cpu_features()}")
+    print(
+        f"torch {torch.__version__}, {args.threads} threads per variant; CPU flags: {cpu_features()}"
+    )
     peaks = {"bf16": [matmul_gflops(torch.bfloat16)], "fp32": [matmul_gflops(torch.float32)]}
     report: dict[str, Any] = {"setups": {}, "args": {k: str(v) for k, v in vars(args).items()}}
     for name in args.setups:
@@ -275,22 +319,32 @@ def orchestrate(args: argparse.Namespace) -> None:
 
 def print_report(report: dict[str, Any], variants: list[str]) -> None:
     peak = report["matmul_peak_gflops"]
-    print(f"\nmatmul peak (2048^2, best of repeats): bf16 {peak['bf16']:.0f} GFLOP/s, "
-          f"fp32 {peak['fp32']:.0f} GFLOP/s (bf16/fp32 = {peak['bf16'] / peak['fp32']:.2f}x)")
+    print(
+        f"\nmatmul peak (2048^2, best of repeats): bf16 {peak['bf16']:.0f} GFLOP/s, "
+        f"fp32 {peak['fp32']:.0f} GFLOP/s (bf16/fp32 = {peak['bf16'] / peak['fp32']:.2f}x)"
+    )
     for name, data in report["setups"].items():
         res, flops = data["results"], data["flops_per_image"]
-        print(f"\n== {name}: training FLOPs/image: classic recipe {flops['classic'] / 1e9:.3f} G, "
-              f"gan-lab step {flops['plain'] / 1e9:.3f} G (gan-lab draws fresh noise for the G step)")
-        print(f"{'variant':>18} {'img/s':>9} {'x classic':>10} {'x plain_fp32':>13} "
-              f"{'GFLOP/s':>8} {'% bf16 peak':>12} {'% fp32 peak':>12} {'peak RSS MB':>12}")
+        print(
+            f"\n== {name}: training FLOPs/image: classic recipe {flops['classic'] / 1e9:.3f} G, "
+            f"gan-lab step {flops['plain'] / 1e9:.3f} G (gan-lab draws fresh noise for the G step)"
+        )
+        print(
+            f"{'variant':>18} {'img/s':>9} {'x classic':>10} {'x plain_fp32':>13} "
+            f"{'GFLOP/s':>8} {'% bf16 peak':>12} {'% fp32 peak':>12} {'peak RSS MB':>12}"
+        )
         for v in variants:
             ips = res[v]["images_per_s"]
             gflops = ips * flops["classic" if v == "classic" else "plain"] / 1e9
             x_classic = ips / res["classic"]["images_per_s"] if "classic" in res else float("nan")
-            x_plain = ips / res["plain_fp32"]["images_per_s"] if "plain_fp32" in res else float("nan")
-            print(f"{v:>18} {ips:9.1f} {x_classic:10.2f} {x_plain:13.3f} {gflops:8.1f} "
-                  f"{100 * gflops / peak['bf16']:11.1f}% {100 * gflops / peak['fp32']:11.1f}% "
-                  f"{res[v]['peak_rss_mb']:12.0f}")
+            x_plain = (
+                ips / res["plain_fp32"]["images_per_s"] if "plain_fp32" in res else float("nan")
+            )
+            print(
+                f"{v:>18} {ips:9.1f} {x_classic:10.2f} {x_plain:13.3f} {gflops:8.1f} "
+                f"{100 * gflops / peak['bf16']:11.1f}% {100 * gflops / peak['fp32']:11.1f}% "
+                f"{res[v]['peak_rss_mb']:12.0f}"
+            )
 
 
 def cpu_features() -> str:
@@ -298,14 +352,27 @@ def cpu_features() -> str:
         flags = set(Path("/proc/cpuinfo").read_text().split())
     except OSError:
         return "unknown"
-    return " ".join(f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile") if f in flags) or "none"
+    return (
+        " ".join(
+            f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile") if f in flags
+        )
+        or "none"
+    )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--setups", nargs="+", default=["dcgan64", "mlp"], choices=sorted(classic_loop.SETUPS))
-    parser.add_argument("--variants", nargs="+", default=list(DEFAULT_VARIANTS), choices=list(VARIANTS))
-    parser.add_argument("--rounds", type=int, default=6, help="timed slices per variant (after one warm-up slice)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--setups", nargs="+", default=["dcgan64", "mlp"], choices=sorted(classic_loop.SETUPS)
+    )
+    parser.add_argument(
+        "--variants", nargs="+", default=list(DEFAULT_VARIANTS), choices=list(VARIANTS)
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=6, help="timed slices per variant (after one warm-up slice)"
+    )
     parser.add_argument("--seconds", type=float, default=None, help="seconds per slice")
     parser.add_argument(
         "--threads",

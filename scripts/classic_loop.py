@@ -50,7 +50,9 @@ class Setup:
 
 SETUPS = {
     # PyTorch DCGAN tutorial: 64x64, batch 128, 2 DataLoader workers.
-    "dcgan64": Setup("dcgan64", "cifar10", ("experiment=cifar10_dcgan", "data.image_size=64"), 64, 3, 128, 2),
+    "dcgan64": Setup(
+        "dcgan64", "cifar10", ("experiment=cifar10_dcgan", "data.image_size=64"), 64, 3, 128, 2
+    ),
     "dcgan32": Setup("dcgan32", "cifar10", ("experiment=cifar10_dcgan",), 32, 3, 128, 2),
     "dcgan32_mnist": Setup("dcgan32_mnist", "mnist", ("experiment=mnist_dcgan",), 32, 1, 128, 2),
     # PyTorch-GAN gan.py: MNIST 28x28, batch 64, DataLoader defaults (no workers).
@@ -71,7 +73,13 @@ def compose(setup: Setup, *extra: str, output_dir: str = "/tmp/gan_lab_bench") -
     with initialize_config_dir(config_dir=CONFIG_PATH, version_base="1.3"):
         return hydra_compose(
             "train",
-            overrides=[*setup.overrides, *data, f"paths.data_dir={DATA_DIR}", f"paths.output_dir={output_dir}", *extra],
+            overrides=[
+                *setup.overrides,
+                *data,
+                f"paths.data_dir={DATA_DIR}",
+                f"paths.output_dir={output_dir}",
+                *extra,
+            ],
         )
 
 
@@ -80,7 +88,9 @@ def networks(setup: Setup) -> tuple[nn.Module, nn.Module]:
     import hydra
 
     cfg = compose(setup)
-    return hydra.utils.instantiate(cfg.model.generator), hydra.utils.instantiate(cfg.model.discriminator)
+    return hydra.utils.instantiate(cfg.model.generator), hydra.utils.instantiate(
+        cfg.model.discriminator
+    )
 
 
 def torchvision_loader(setup: Setup, data_dir: Path = DATA_DIR) -> torch.utils.data.DataLoader:
@@ -89,7 +99,12 @@ def torchvision_loader(setup: Setup, data_dir: Path = DATA_DIR) -> torch.utils.d
 
     normalize = transforms.Normalize([0.5] * setup.channels, [0.5] * setup.channels)
     pipeline = transforms.Compose(
-        [transforms.Resize(setup.image_size), transforms.CenterCrop(setup.image_size), transforms.ToTensor(), normalize]
+        [
+            transforms.Resize(setup.image_size),
+            transforms.CenterCrop(setup.image_size),
+            transforms.ToTensor(),
+            normalize,
+        ]
     )
     if setup.dataset == "mnist":
         ds = datasets.MNIST(str(data_dir), train=True, transform=pipeline)
@@ -133,7 +148,11 @@ class PlainGAN:
         # The tutorials' Adam (2e-4, betas 0.5/0.999, torch's default implementation) unless given.
         make_g, make_d = optimizers or (partial(torch.optim.Adam, lr=2e-4, betas=(0.5, 0.999)),) * 2
         self.opt_g, self.opt_d = make_g(self.G.parameters()), make_d(self.D.parameters())
-        self.ema = AveragedModel(self.G, multi_avg_fn=get_ema_multi_avg_fn(ema_decay), use_buffers=True) if ema_decay else None
+        self.ema = (
+            AveragedModel(self.G, multi_avg_fn=get_ema_multi_avg_fn(ema_decay), use_buffers=True)
+            if ema_decay
+            else None
+        )
         self.latent_dim = generator.latent_dim
 
     def autocast(self) -> torch.autocast | nullcontext:
@@ -157,7 +176,9 @@ class PlainGAN:
         d_loss.backward()
         self.opt_d.step()
 
-        self.D.requires_grad_(False)  # as Lightning's toggle_optimizer does: no D grads in the G step
+        self.D.requires_grad_(
+            False
+        )  # as Lightning's toggle_optimizer does: no D grads in the G step
         with self.autocast():
             if self.recipe == "plain":
                 fake = self.G(torch.randn(n, self.latent_dim))
@@ -183,10 +204,14 @@ def train_for(gan: PlainGAN, batches: Iterator[torch.Tensor], seconds: float) ->
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--setup", choices=sorted(SETUPS), default="dcgan32")
     parser.add_argument("--seconds", type=float, required=True, help="wall-clock training budget")
-    parser.add_argument("--out", type=Path, required=True, help="where to save the generator's state_dict")
+    parser.add_argument(
+        "--out", type=Path, required=True, help="where to save the generator's state_dict"
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     torch.manual_seed(args.seed)
@@ -194,7 +219,9 @@ def main() -> None:
     gan = PlainGAN(*networks(setup), recipe="classic")
     steps = train_for(gan, forever(torchvision_loader(setup)), args.seconds)
     torch.save({"generator": gan.G.state_dict(), "setup": setup.__dict__, "steps": steps}, args.out)
-    print(f"classic {setup.name}/{setup.dataset}: {steps} steps in {args.seconds:.0f}s -> {args.out}")
+    print(
+        f"classic {setup.name}/{setup.dataset}: {steps} steps in {args.seconds:.0f}s -> {args.out}"
+    )
 
 
 if __name__ == "__main__":
