@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -84,7 +85,15 @@ def test_multirun_with_ddp_finishes_every_job(
     extra = ["trainer.strategy.start_method=fork", *data_overrides("mnist"), *QUIET]
     monkeypatch.setattr(sys, "argv", ["gan-train", *MULTIRUN_DDP, *extra])
     GlobalHydra.instance().clear()
-    main()
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    try:
+        main()
+    finally:  # Hydra configured logging for its jobs; give pytest its own back
+        for handler in set(root.handlers) - set(handlers):
+            handler.close()
+        root.handlers[:] = handlers
+        root.setLevel(level)
     check_multirun_finished_every_job(tmp_path)
 
 
