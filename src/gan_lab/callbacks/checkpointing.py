@@ -60,7 +60,10 @@ class SafeCheckpoint(ModelCheckpoint):
         if self.handle_signals and threading.current_thread() is threading.main_thread():
             for signum in STOP_SIGNALS:
                 self._previous[signum] = signal.signal(signum, self._record_signal)
-            log.info("training; SIGTERM, SIGINT or SIGUSR1 saves a resumable checkpoint in %s", self.dirpath)
+            log.info(
+                "training; SIGTERM, SIGINT or SIGUSR1 saves a resumable checkpoint in %s",
+                self.dirpath,
+            )
 
     def _record_signal(self, signum: int, frame: FrameType | None) -> None:
         if signum == signal.SIGINT and self.received_signal == signal.SIGINT:
@@ -90,6 +93,10 @@ class SafeCheckpoint(ModelCheckpoint):
     ) -> None:
         super().on_train_batch_end(trainer, pl_module, *args, **kwargs)
         signum = self.received_signal or (signal.SIGTERM if trainer.received_sigterm else None)
+        if trainer.world_size > 1:  # saving is collective: all ranks save if any rank was signalled
+            if not trainer.strategy.reduce_boolean_decision(signum is not None, all=False):
+                return
+            signum = signum or signal.SIGTERM
         if signum is None:
             return
         self.save_resumable(trainer)
@@ -103,10 +110,9 @@ class SafeCheckpoint(ModelCheckpoint):
         self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
     ) -> None:
         # A signal that arrived between two batches: the state after the last batch is consistent.
-        if (
-            isinstance(exception, SIGTERMException | KeyboardInterrupt)
-            and self.received_signal is not None
-        ):
+        # (single process only: a save is collective, and peers may not have seen the signal)
+        stopped = isinstance(exception, SIGTERMException | KeyboardInterrupt)
+        if stopped and self.received_signal is not None and trainer.world_size == 1:
             self.save_resumable(trainer)
         self._restore_handlers()
 
