@@ -151,6 +151,7 @@ def test_conditional_generator_learns_class_dependent_outputs() -> None:
         (lambda: ResNetDiscriminator(image_size=48), "data.image_size"),
         (lambda: ResNetGenerator(num_classes=None), "model.generator.num_classes"),
         (lambda: ResNetDiscriminator(num_classes=-2), "model.discriminator.num_classes"),
+        (lambda: ResNetDiscriminator(num_classes=None), "model.discriminator.num_classes"),
         (lambda: ResNetGenerator(image_size=64, width=8), "model.generator.width"),
         (lambda: ResNetDiscriminator(channels=2), "data.channels"),
     ],

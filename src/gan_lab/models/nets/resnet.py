@@ -184,9 +184,9 @@ class ResNetDiscriminator(nn.Module):
         require_channels("data.channels", channels)
         _require_size(image_size)
         self.num_classes = (
-            require_num_classes("model.discriminator.num_classes", num_classes)
-            if num_classes
-            else 0
+            0
+            if num_classes == 0
+            else require_num_classes("model.discriminator.num_classes", num_classes)
         )
         if image_size == 32:  # 32 -> 16 -> 8 -> 8 -> 8, constant width
             plan = [
