@@ -120,3 +120,26 @@ def test_interrupted_and_resumed_run_is_bit_identical_to_a_straight_run(
     g_points = [(s, v) for s, v in scalars(straight, "loss/g") if (s + 1) % n_critic == 0]
     assert len(g_points) == steps
     assert [p for p in scalars(resumed, "loss/g") if (p[0] + 1) % n_critic == 0] == g_points
+
+
+def test_points_logged_after_the_last_checkpoint_of_a_killed_run_are_replaced(
+    tmp_path: Path,
+) -> None:
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    from gan_lab.callbacks.resume_state import purge_tensorboard_after
+
+    killed = TensorBoardLogger(save_dir=str(tmp_path), name=None, version="")
+    for step in range(10):  # steps 7..9 were logged after the checkpoint at step 6
+        killed.log_metrics({"loss/d": 1.0}, step=step)
+    killed.experiment.flush()
+    resumed = TensorBoardLogger(save_dir=str(tmp_path), name=None, version="")
+    purge_tensorboard_after(resumed, 7)
+    for step in range(7, 12):
+        resumed.log_metrics({"loss/d": 2.0}, step=step)
+    resumed.experiment.flush()
+
+    events = EventAccumulator(str(tmp_path), size_guidance={"scalars": 0})
+    events.Reload()
+    curve = [(e.step, e.value) for e in events.Scalars("loss/d")]
+    assert curve == [(s, 1.0) for s in range(7)] + [(s, 2.0) for s in range(7, 12)]
