@@ -73,9 +73,8 @@ class SafeCheckpoint(ModelCheckpoint):
             signal.Signals(signum).name,
         )
         self.received_signal = signum
-        if (
-            signum == signal.SIGTERM
-        ):  # Lightning's handler: sets trainer.received_sigterm, tells DDP peers
+        if signum == signal.SIGTERM:
+            # Lightning's handler: sets trainer.received_sigterm and tells the DDP peers
             self._call_previous(signum, frame)
 
     def _call_previous(self, signum: int, frame: FrameType | None) -> None:
