@@ -157,7 +157,7 @@ def _fake_sweep(root: Path) -> Path:
         (sweep / job / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
         (sweep / job / "tensorboard").mkdir()
         if swd is not None:
-            metrics = {"sweep/pixel_swd": swd, "loss/d": 1.2, "g_step": 20.0}
+            metrics = {"sweep/pixel_swd": swd, "loss/d": 1.2, "g_step": 20.0, "lr/d": 2e-4}
             (sweep / job / "metrics.json").write_text(json.dumps(metrics))
     multirun = {
         "optimized_metric": "sweep/pixel_swd",
@@ -180,6 +180,7 @@ def test_summary_sorts_runs_by_the_optimized_metric(tmp_path: Path) -> None:
         ("2", "4e-4", ""),
     ]
     assert rows[2]["status"].startswith("no metrics")
+    assert rows[0]["lr/d"] == "0.0002"  # the CSV has every metric, the Markdown the main ones
     markdown = summary.markdown_path.read_text()
     assert "| rank | job | model.optimizer_g.lr | sweep/pixel_swd | g_step | loss/d |" in markdown
     assert "| 1 | 1 | 2e-4 | 0.1 | 20 | 1.2 |" in markdown

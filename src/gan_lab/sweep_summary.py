@@ -4,7 +4,7 @@ Writes into the sweep directory
 
 - ``summary.csv``: one row per run, all overrides and all final scalar metrics;
 - ``summary.md``: the same runs as a Markdown table, only the overrides that differ between
-  runs, best run first;
+  runs and the main metrics, best run first;
 - ``tensorboard/``: a parent logdir with one entry per run (a relative link to the run's
   ``tensorboard/`` folder, named after its overrides), so ``tensorboard --logdir <sweep>/tensorboard``
   shows all runs side by side under readable names.
@@ -42,6 +42,9 @@ log = logging.getLogger(__name__)
 
 METRICS_FILE = "metrics.json"
 DIRECTIONS = ("minimize", "maximize")
+# The Markdown table keeps to these (the CSV has every metric): quality numbers and the basics.
+MARKDOWN_METRIC_PREFIXES = ("metrics/", "sweep/")
+MARKDOWN_METRICS = ("g_step", "loss/d", "loss/g", "D(x)", "D(G(z))")
 
 
 def write_run_metrics(metrics: dict[str, float], output_dir: Path) -> None:
@@ -158,7 +161,11 @@ def write_csv(runs: Sequence[RunRecord], metric: str | None, path: Path) -> None
 
 def markdown_table(runs: Sequence[RunRecord], metric: str | None, direction: str) -> str:
     keys = varying_keys(runs)
-    metric_keys = _metric_columns(runs, metric)
+    metric_keys = [
+        k
+        for k in _metric_columns(runs, metric)
+        if k == metric or k in MARKDOWN_METRICS or k.startswith(MARKDOWN_METRIC_PREFIXES)
+    ]
     common = sorted({f"{k}={v}" for run in runs for k, v in run.overrides.items() if k not in keys})
     header = ["rank", "job", *keys, *metric_keys]
     lines = [
