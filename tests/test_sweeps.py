@@ -196,6 +196,20 @@ def test_summary_sorts_runs_by_the_optimized_metric(tmp_path: Path) -> None:
     assert [r.job for r in maximized.runs] == ["0", "1", "2"]
 
 
+def test_summary_of_an_optuna_sweep_reads_metric_and_direction_from_the_jobs(
+    tmp_path: Path,
+) -> None:
+    sweep = _fake_sweep(tmp_path)
+    (sweep / "multirun.yaml").unlink()  # the Optuna sweeper writes none
+    for job in ("0", "1", "2"):
+        hydra_dir = sweep / job / ".hydra"
+        (hydra_dir / "config.yaml").write_text(yaml.safe_dump({"optimized_metric": "loss/d"}))
+        direction = {"hydra": {"sweeper": {"direction": "maximize"}}}
+        (hydra_dir / "hydra.yaml").write_text(yaml.safe_dump(direction))
+    summary = summarize(sweep)
+    assert (summary.metric, summary.direction) == ("loss/d", "maximize")
+
+
 def test_summary_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert summary_main([str(_fake_sweep(tmp_path)), "--metric", "loss/d"]) == 0
     assert "Sorted by `loss/d` (minimize)" in capsys.readouterr().out

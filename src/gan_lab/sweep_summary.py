@@ -27,6 +27,7 @@ import os
 import re
 import shutil
 import sys
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,7 +82,7 @@ class SweepSummary:
 
 def _split_override(text: str) -> tuple[str, str]:
     key, _, value = text.partition("=")
-    return key.lstrip("+~"), value
+    return key.lstrip("+"), value  # "~key" (a deletion) stays recognisable
 
 
 def _job_sort_key(path: Path) -> tuple[int, str]:
@@ -104,16 +105,25 @@ def collect_runs(sweep_dir: Path) -> list[RunRecord]:
     return runs
 
 
-def sweep_settings(sweep_dir: Path) -> tuple[str | None, str]:
-    """(optimised metric, direction) from the sweep's ``multirun.yaml`` when Hydra wrote one."""
-    config_file = sweep_dir / "multirun.yaml"
-    if not config_file.is_file():
-        return None, "minimize"
-    cfg = OmegaConf.load(config_file)
+def settings_of(cfg: DictConfig) -> tuple[str | None, str]:
+    """(optimised metric, direction) of a composed config; Optuna's direction, else minimize."""
     metric = OmegaConf.select(cfg, "optimized_metric", default=None)
     direction = OmegaConf.select(cfg, "hydra.sweeper.direction", default=None)
     direction = str(direction).lower() if isinstance(direction, str) else "minimize"
     return metric, direction if direction in DIRECTIONS else "minimize"
+
+
+def sweep_settings(sweep_dir: Path) -> tuple[str | None, str]:
+    """From the sweep's ``multirun.yaml`` (basic sweeper) or its first job's saved config (Optuna)."""
+    if (sweep_dir / "multirun.yaml").is_file():
+        return settings_of(OmegaConf.load(sweep_dir / "multirun.yaml"))
+    for job_config in sorted(sweep_dir.glob("*/.hydra/config.yaml")):
+        cfg = OmegaConf.load(job_config)
+        hydra_file = job_config.with_name("hydra.yaml")
+        if hydra_file.is_file():
+            cfg = OmegaConf.merge(cfg, OmegaConf.load(hydra_file))
+        return settings_of(cfg)
+    return None, "minimize"
 
 
 def sort_runs(runs: list[RunRecord], metric: str | None, direction: str) -> list[RunRecord]:
@@ -176,17 +186,29 @@ def markdown_table(runs: Sequence[RunRecord], metric: str | None, direction: str
         "|" + "|".join("---" for _ in header) + "|",
     ]
     for i, run in enumerate(runs, 1):
-        cells = [str(i), run.job, *(run.overrides.get(k, "") for k in keys)]
+        cells = [str(i), run.job, *(_short(run.overrides.get(k, "")) for k in keys)]
         cells += [_fmt(run.metrics.get(k)) if run.metrics else "-" for k in metric_keys]
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     return "\n".join(lines) + "\n"
 
 
+def _short(value: str) -> str:
+    try:
+        number = float(value)
+    except ValueError:
+        return value
+    return f"{number:.4g}" if len(value) > 8 else value
+
+
 def run_label(run: RunRecord, keys: Sequence[str]) -> str:
     """A folder name for TensorBoard: job number plus the overrides that differ between runs."""
-    parts = [
-        f"{k.split('.')[-1].split('/')[-1]}={run.overrides[k]}" for k in keys if k in run.overrides
-    ]
+    dotted = {k: k.replace("/", ".").split(".") for k in keys}
+    counts = Counter(parts[-1] for parts in dotted.values())  # optimizer_g.lr, optimizer_d.lr
+    names = {
+        k: ".".join(parts[-2:] if counts[parts[-1]] > 1 else parts[-1:])
+        for k, parts in dotted.items()
+    }
+    parts = [f"{names[k]}={_short(run.overrides[k])}" for k in keys if k in run.overrides]
     return re.sub(r"[^A-Za-z0-9_.,=+-]+", "_", "_".join([run.job, *parts]))[:120]
 
 
@@ -270,7 +292,7 @@ class SweepSummaryCallback(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
         try:
-            summary = summarize(sweep_dir)
+            summary = summarize(sweep_dir, *settings_of(config))
         except UserError as err:
             log.warning("no sweep summary: %s", err)
             return
