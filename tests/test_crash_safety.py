@@ -21,6 +21,8 @@ from gan_lab.checkpoint_io import (
 )
 from tests.test_signals import TRAINING_STARTED, start_gan_train, wait_for_text
 
+pytestmark = pytest.mark.usefixtures("one_cpu_thread")
+
 
 def resumable(step: int) -> dict:
     """The shape of a Lightning training checkpoint, small."""

@@ -16,6 +16,8 @@ from gan_lab.checkpoint_io import load_checkpoint
 from gan_lab.errors import ConfigError
 from tests.conftest import compose_train_config
 
+pytestmark = pytest.mark.usefixtures("one_cpu_thread")
+
 TINY = (
     "data.source=synthetic",
     "data.channels=1",

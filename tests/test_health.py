@@ -17,6 +17,8 @@ from gan_lab.data.sources import synthetic_shapes
 from gan_lab.data.tensor_data import uint8_to_float
 from tests.conftest import compose_train_config
 
+pytestmark = pytest.mark.usefixtures("one_cpu_thread")
+
 
 @pytest.fixture(scope="module")
 def images() -> torch.Tensor:

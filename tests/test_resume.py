@@ -17,6 +17,8 @@ import gan_lab.train as train_module
 from gan_lab.checkpoint_io import load_checkpoint
 from tests.conftest import compose_train_config
 
+pytestmark = pytest.mark.usefixtures("one_cpu_thread")
+
 # Tiny MLP GAN on a small synthetic set: 256 images / batch 32 = 8 batches per epoch, with
 # horizontal flips (the global RNG matters), EMA on and a linear LR schedule (schedulers matter).
 TINY = (

@@ -16,6 +16,8 @@ from gan_lab.checkpoint_io import load_checkpoint
 from tests.conftest import FAST_OVERRIDES, compose_train_config
 from tests.test_resume import SignalAtStep
 
+pytestmark = pytest.mark.usefixtures("one_cpu_thread")
+
 TINY = (
     "data.source=synthetic",
     "data.channels=1",
@@ -35,7 +37,7 @@ TRAINING_STARTED = "SIGTERM, SIGINT or SIGUSR1 saves a resumable checkpoint"
 def start_gan_train(run_dir: Path, log_file: Path, *overrides: str) -> subprocess.Popen:
     """`gan-train` as a separate process (as a cluster runs it), output into ``log_file``."""
     args = [*FAST_OVERRIDES, *TINY, f"hydra.run.dir={run_dir}", *overrides]
-    env = {**os.environ, "GAN_LAB_ROOT": str(run_dir.parent)}
+    env = {**os.environ, "GAN_LAB_ROOT": str(run_dir.parent), "OMP_NUM_THREADS": "1"}
     with open(log_file, "w") as out:
         return subprocess.Popen(
             [sys.executable, "-m", "gan_lab.train", *args], stdout=out, stderr=out, env=env
