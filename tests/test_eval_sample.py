@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import pytest
@@ -138,3 +139,25 @@ def test_slerp_ends_at_the_endpoints_and_keeps_the_norm_of_equal_norm_latents() 
     path = slerp(a[:, None], b[:, None], t)
     assert torch.allclose(path[:, 0], a, atol=1e-5) and torch.allclose(path[:, -1], b, atol=1e-5)
     assert torch.allclose(path.norm(dim=-1), a.norm(dim=-1, keepdim=True).expand(2, 5), rtol=1e-4)
+
+
+def test_metrics_callback_without_a_classifier_warns_once_and_skips(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from gan_lab.callbacks.metrics import GeneratorMetrics
+
+    callback = GeneratorMetrics(every_n_steps=1, classifier_path=str(tmp_path / "none.pt"))
+    trainer = SimpleNamespace(
+        datamodule=SimpleNamespace(source="image_folder"), global_rank=0, world_size=1
+    )
+    module = SimpleNamespace(num_classes=0, device=torch.device("cpu"))
+    with pytest.warns(
+        UserWarning, match=r"no classifier for data\.source='image_folder'.*skipping"
+    ):
+        assert callback.evaluate(trainer, module) == {}
+    assert callback.disabled
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        callback.on_train_batch_end(
+            SimpleNamespace(global_step=5, **vars(trainer)), module
+        )  # silent now

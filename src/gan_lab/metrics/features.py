@@ -107,10 +107,11 @@ class InceptionExtractor:
     def __call__(self, images: Tensor) -> tuple[Tensor, Tensor]:
         device = self.net.fc.weight.device
         feats, logits = [], []
-        for chunk in images.split(self.batch_size):
-            f, lg = self.net._torch_fidelity_forward(convert_channels(chunk, 3).to(device))
-            feats.append(f.float())
-            logits.append(lg.float())
+        with torch.autocast(device_type=device.type, enabled=False):  # the protocol is float32
+            for chunk in images.split(self.batch_size):
+                f, lg = self.net._torch_fidelity_forward(convert_channels(chunk, 3).to(device))
+                feats.append(f.float())
+                logits.append(lg.float())
         return torch.cat(feats), torch.cat(logits)
 
 

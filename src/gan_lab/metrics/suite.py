@@ -201,8 +201,31 @@ class MetricSuite:
     def _protocol(self, extractor: str, detail: str) -> str:
         return f"{detail}; {self.extractors[extractor].protocol}"
 
+    @staticmethod
+    def _count_pair(metric: Metric) -> tuple[int, int]:
+        """(n_real, n_fake) over all ranks (the states are reduced for the count, then restored)."""
+        with metric.sync_context():
+            if isinstance(metric, KernelInceptionDistance):
+                n_real = (
+                    sum(len(f) for f in metric.real_features)
+                    if isinstance(metric.real_features, list)
+                    else len(metric.real_features)
+                )
+                n_fake = (
+                    sum(len(f) for f in metric.fake_features)
+                    if isinstance(metric.fake_features, list)
+                    else len(metric.fake_features)
+                )
+            else:
+                n_real, n_fake = (
+                    int(metric.real_features_num_samples),
+                    int(metric.fake_features_num_samples),
+                )
+        return n_real, n_fake
+
     def _counts(self, metric: Metric) -> str:
-        return f"n_real={int(metric.real_features_num_samples)}, n_fake={int(metric.fake_features_num_samples)}"
+        n_real, n_fake = self._count_pair(metric)
+        return f"n_real={n_real}, n_fake={n_fake}"
 
     def _compute_fid(self) -> MetricResult:
         m = self.metrics["fid"]
@@ -213,19 +236,13 @@ class MetricSuite:
 
     def _compute_kid(self) -> MetricResult:
         m = self.metrics["kid"]
-        n_real = (
-            sum(len(f) for f in m.real_features)
-            if isinstance(m.real_features, list)
-            else len(m.real_features)
-        )
-        n_fake = (
-            sum(len(f) for f in m.fake_features)
-            if isinstance(m.fake_features, list)
-            else len(m.fake_features)
-        )
+        n_real, n_fake = self._count_pair(m)
         m.subset_size = min(self.kid_subset_size, n_real, n_fake)
         mean, std = m.compute()
-        detail = f"KID (cubic polynomial kernel, {m.subsets} subsets of {m.subset_size}), local n_real={n_real}, n_fake={n_fake}"
+        detail = (
+            f"KID (cubic polynomial kernel, {m.subsets} subsets of {m.subset_size}), "
+            f"n_real={n_real}, n_fake={n_fake}"
+        )
         return MetricResult(
             "kid", {"kid": float(mean), "kid_std": float(std)}, self._protocol("inception", detail)
         )
