@@ -94,6 +94,7 @@ def test_multirun_with_ddp_finishes_every_job(
             handler.close()
         root.handlers[:] = handlers
         root.setLevel(level)
+        GlobalHydra.instance().clear()
     check_multirun_finished_every_job(tmp_path)
 
 
