@@ -263,6 +263,12 @@ def flops_per_image(setup: classic_loop.Setup, recipe: str) -> float:
     return counter.get_total_flops() / setup.batch_size
 
 
+def batch_rate(worker: Worker) -> float:
+    """Images/s from the median step time (robust to steps slowed by other jobs)."""
+    batch = classic_loop.SETUPS[worker.setup].batch_size
+    return batch / statistics.median(worker.step_times) if worker.step_times else float("nan")
+
+
 def measure_setup(
     name: str, variants: list[str], rounds: int, seconds: float, threads: int
 ) -> dict[str, Any]:
@@ -272,23 +278,24 @@ def measure_setup(
     # Decode the dataset into the on-disk cache once, before the workers start.
     hydra.utils.instantiate(classic_loop.compose(classic_loop.SETUPS[name]).data).prepare_data()
     workers = {v: Worker(v, name, threads) for v in variants}
-    for w in workers.values():
-        w.ready()
-    for w in workers.values():  # warm-up slice: allocator, oneDNN kernels, DataLoader workers
-        w.run(seconds, keep=False)
-    for r in range(rounds):
-        for v in variants if r % 2 == 0 else reversed(variants):
-            workers[v].run(seconds)
+    try:
+        for w in workers.values():
+            w.ready()
+        for w in workers.values():  # warm-up slice: allocator, oneDNN kernels, DataLoader workers
+            w.run(seconds, keep=False)
+        for r in range(rounds):
+            for v in variants if r % 2 == 0 else reversed(variants):
+                workers[v].run(seconds)
+            now = ", ".join(f"{v} {batch_rate(w):.1f}" for v, w in workers.items())
+            print(f"  [{name}] after round {r + 1}/{rounds}, img/s so far: {now}", flush=True)
+    except BaseException:
+        for w in workers.values():
+            w.proc.kill()  # Lightning traps SIGTERM: an interrupted benchmark leaves no workers behind
+        raise
     results = {}
     for v, w in workers.items():
         rss = w.finish()
-        batch = classic_loop.SETUPS[name].batch_size
-        median_step = statistics.median(w.step_times)
-        results[v] = {
-            "images_per_s": batch / median_step,
-            "steps": len(w.step_times),
-            "peak_rss_mb": rss,
-        }
+        results[v] = {"images_per_s": batch_rate(w), "steps": len(w.step_times), "peak_rss_mb": rss}
         print(
             f"  [{name}] {v:>16}: {results[v]['images_per_s']:8.1f} img/s (median of {len(w.step_times)} "
             f"steps), peak RSS {rss:.0f} MB",
