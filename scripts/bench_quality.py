@@ -200,9 +200,10 @@ def main() -> None:
             "gan-lab": {**ours_info, **metrics["gan-lab"]},
             "classic": {**classic_info, **metrics["classic"]},
         }
+        print_table(report, [dataset])  # each dataset as soon as it is scored: long runs get cut
+        if args.json:
+            args.json.write_text(json.dumps(report, indent=1, default=str))
     print_table(report, args.datasets)
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=1, default=str))
 
 
 def print_table(report: dict[str, Any], datasets: list[str]) -> None:
