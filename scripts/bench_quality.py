@@ -223,7 +223,7 @@ def print_table(report: dict[str, Any], datasets: list[str]) -> None:
             hit = row.get("class_coverage", {}).get("classes_hit")
             print(
                 f"{dataset:>8} {name:>8} {row['precision']:>10} {row['g_steps']:8d} {row['cpu_s'] / 60:8.1f} "
-                f"{fid:8.1f} {cfd if cfd is None else f'{cfd:.2f}':>14} {hit!s:>12}"
+                f"{fid:8.1f} {'-' if cfd is None else f'{cfd:.2f}':>14} {'-' if hit is None else hit:>12}"
             )
 
 
