@@ -11,7 +11,7 @@ Two recipes over the *same* G and D classes as gan-lab (``gan_lab.models.nets``)
 
 Run directly to train the classic recipe for a wall-clock budget (used by bench_quality.py):
 
-    python scripts/classic_loop.py --model dcgan32 --dataset cifar10 --seconds 600 --out g.pt
+    GAN_DATA_DIR=/path/to/data python scripts/classic_loop.py --setup dcgan32 --seconds 600 --out g.pt
 """
 
 from __future__ import annotations
