@@ -93,3 +93,18 @@ def test_cifar10_dcgan_from_the_image_folder(make_cfg) -> None:
     assert torch.isfinite(torch.tensor(metrics["loss/g"]))
     ckpt = torch.load(Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt", weights_only=True)
     assert ckpt["global_step"] == 3
+
+
+def test_last_ckpt_holds_the_final_step_not_the_last_periodic_one(make_cfg) -> None:
+    cfg = make_cfg(
+        "trainer.max_steps=7",
+        "callbacks.model_checkpoint.every_n_train_steps=5",
+        "data.batch_size=8",
+        "model.generator.width=8",
+        "model.discriminator.width=8",
+        dataset="mnist",
+    )
+    train(cfg)
+    ckpt_dir = Path(cfg.paths.output_dir) / "checkpoints"
+    assert torch.load(ckpt_dir / "last.ckpt", weights_only=True)["global_step"] == 7
+    assert torch.load(ckpt_dir / "step_0000005.ckpt", weights_only=True)["global_step"] == 5

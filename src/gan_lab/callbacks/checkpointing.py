@@ -117,6 +117,9 @@ class SafeCheckpoint(ModelCheckpoint):
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         super().on_train_end(trainer, pl_module)
+        # The final state, not the last periodic one: eval/sample/resume start from last.ckpt.
+        if self.save_last and not trainer.fast_dev_run and not trainer.sanity_checking:
+            self.save_resumable(trainer)
         self._restore_handlers()
 
     def save_resumable(self, trainer: L.Trainer) -> None:
