@@ -59,6 +59,7 @@ class GANDataModule(L.LightningDataModule):
         seed: int = 0,
         in_memory_max_images: int = 100_000,
         num_classes: int | None = None,
+        train_subset: int | None = None,
     ) -> None:
         super().__init__()
         sources.check_source_name(source, SOURCES)
@@ -72,7 +73,10 @@ class GANDataModule(L.LightningDataModule):
             raise ConfigError(
                 "data.in_memory_max_images", in_memory_max_images, "must be >= 0 (0: per sample)"
             )
+        if train_subset is not None and train_subset < 1:
+            raise ConfigError("data.train_subset", train_subset, "must be >= 1, or null for all")
         self.save_hyperparameters(logger=False)
+        self.train_subset = train_subset  # the first N training images only (debug=overfit)
         self.source, self.path = source, Path(path).expanduser() if path else None
         self.data_dir = Path(data_dir).expanduser()
         self.image_size, self.channels = image_size, channels
@@ -191,6 +195,9 @@ class GANDataModule(L.LightningDataModule):
                 )
             else:
                 self.train_set = self.load_split("train")
+                if self.train_subset is not None:
+                    keep = min(self.train_subset, len(self.train_set))
+                    self.train_set = self.train_set.subset(torch.arange(keep))
             self.heldout_set = self.load_split("test")
 
     def setup(self, stage: str | None = None) -> None:
