@@ -14,21 +14,12 @@ from gan_lab.callbacks.divergence_guard import DivergenceGuard
 from gan_lab.callbacks.recovery import TrainingStopped
 from gan_lab.checkpoint_io import load_checkpoint
 from gan_lab.errors import ConfigError
-from tests.conftest import compose_train_config
+from tests.conftest import TINY_MLP_GAN, compose_train_config
 
 pytestmark = pytest.mark.usefixtures("one_cpu_thread")
 
 TINY = (
-    "data.source=synthetic",
-    "data.channels=1",
-    "data.image_size=16",
-    "data.synthetic_size=128",
-    "data.batch_size=16",
-    "model.generator.latent_dim=16",
-    "model.generator.width=32",
-    "model.discriminator.width=32",
-    "~callbacks.sample_grid",
-    "~callbacks.lr_monitor",
+    *TINY_MLP_GAN,
     "~callbacks.health_monitor",
     "trainer.max_steps=8",
     "callbacks.model_checkpoint.every_n_train_steps=2",

@@ -15,7 +15,7 @@ from gan_lab.callbacks.health_monitor import HealthMonitor, HealthSignals
 from gan_lab.callbacks.recovery import TrainingStopped
 from gan_lab.data.sources import synthetic_shapes
 from gan_lab.data.tensor_data import uint8_to_float
-from tests.conftest import compose_train_config
+from tests.conftest import TINY_MLP_GAN, compose_train_config
 
 pytestmark = pytest.mark.usefixtures("one_cpu_thread")
 
@@ -92,16 +92,7 @@ def test_loss_explosion_is_reported() -> None:
 
 
 TINY = (
-    "data.source=synthetic",
-    "data.channels=1",
-    "data.image_size=16",
-    "data.synthetic_size=128",
-    "data.batch_size=16",
-    "model.generator.latent_dim=16",
-    "model.generator.width=32",
-    "model.discriminator.width=32",
-    "~callbacks.sample_grid",
-    "~callbacks.lr_monitor",
+    *TINY_MLP_GAN,
     "trainer.max_steps=6",
     "callbacks.health_monitor.window=3",
     "callbacks.health_monitor.diversity_every_n_steps=2",

@@ -13,22 +13,13 @@ import pytest
 
 import gan_lab.train as train_module
 from gan_lab.checkpoint_io import load_checkpoint
-from tests.conftest import FAST_OVERRIDES, compose_train_config
+from tests.conftest import FAST_OVERRIDES, TINY_MLP_GAN, compose_train_config
 from tests.test_resume import SignalAtStep
 
 pytestmark = pytest.mark.usefixtures("one_cpu_thread")
 
 TINY = (
-    "data.source=synthetic",
-    "data.channels=1",
-    "data.image_size=16",
-    "data.synthetic_size=128",
-    "data.batch_size=16",
-    "model.generator.latent_dim=16",
-    "model.generator.width=32",
-    "model.discriminator.width=32",
-    "~callbacks.sample_grid",
-    "~callbacks.lr_monitor",
+    *TINY_MLP_GAN,
     "~callbacks.health_monitor",
 )
 TRAINING_STARTED = "SIGTERM, SIGINT or SIGUSR1 saves a resumable checkpoint"

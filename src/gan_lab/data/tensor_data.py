@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
-import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from gan_lab.checkpoint_io import atomic_torch_save as save_atomically
 from gan_lab.data.sources import ImageSet
 
 log = logging.getLogger(__name__)
@@ -31,7 +30,13 @@ def resize_uint8(images: torch.Tensor, size: int) -> torch.Tensor:
     # In chunks: a whole dataset as float32 would need 4x its uint8 size (2.4 GB for CIFAR-10 at 64px).
     out = torch.cat(
         [
-            F.interpolate(chunk.float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+            F.interpolate(
+                chunk.float(),
+                size=(size, size),
+                mode="bilinear",
+                antialias=True,
+                align_corners=False,
+            )
             .round()
             .clamp(0, 255)
             .to(torch.uint8)
@@ -71,21 +76,6 @@ def float_to_uint8(images: torch.Tensor) -> torch.Tensor:
 
 def cache_key(*parts: object) -> str:
     return hashlib.sha1("|".join(map(str, parts)).encode()).hexdigest()[:16]
-
-
-def save_atomically(obj: object, path: Path) -> None:
-    """Write to a temp file in the same folder, then rename: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def load_cached(path: Path) -> ImageSet | None:
