@@ -59,7 +59,8 @@ def test_sigterm_to_a_running_gan_train_leaves_a_checkpoint_that_resumes_to_the_
     wait_for_text(proc, log_file, TRAINING_STARTED)
     time.sleep(0.5)  # some steps
     proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=60) == 0, log_file.read_text()[-3000:]
+    assert proc.wait(timeout=60) == train_module.PREEMPTED_EXIT_CODE, log_file.read_text()[-3000:]
+    assert "ckpt_path=last" in log_file.read_text()  # the console says how to resume
     assert "Traceback" not in log_file.read_text()
     saved = load_checkpoint(run_dir / "checkpoints" / "last.ckpt")
     assert saved["global_step"] > 0
@@ -82,11 +83,12 @@ def test_sigint_and_slurm_signal_save_the_step_they_arrive_in_and_stop(
     original = train_module.instantiate_callbacks
     train_module.instantiate_callbacks = lambda c: [*original(c), SignalAtStep(3, signum)]
     try:
-        with pytest.raises(SystemExit):
+        with pytest.raises(SystemExit) as stopped:
             train_module.train(cfg)
     finally:
         train_module.instantiate_callbacks = original
     assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt")["global_step"] == 3
+    assert stopped.value.code in (train_module.PREEMPTED_EXIT_CODE, 1)  # 1: Lightning's Ctrl+C exit
     assert {
         s: signal.getsignal(s) for s in handlers_before
     } == handlers_before  # handlers given back

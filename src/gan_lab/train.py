@@ -24,6 +24,9 @@ from gan_lab.utils import (
 log = logging.getLogger(__name__)
 
 CONFIG_PATH = str(Path(__file__).resolve().parents[2] / "configs")
+# Exit status of a run stopped by SIGTERM/SIGINT/SIGUSR1 after saving last.ckpt (128 + SIGTERM, the
+# shell's convention): job chains can tell a pre-empted run (resume it) from a finished one (0).
+PREEMPTED_EXIT_CODE = 143
 
 
 def resolve_ckpt_path(ckpt_path: str | None, output_dir: Path) -> str | None:
@@ -58,7 +61,18 @@ def train(cfg: DictConfig) -> dict[str, float]:
     for logger in trainer.loggers:
         logger.log_hyperparams(hyperparameters(cfg))
 
-    trainer.fit(model=model, datamodule=datamodule, ckpt_path=ckpt_path)
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+    try:
+        trainer.fit(model=model, datamodule=datamodule, ckpt_path=ckpt_path)
+    except SIGTERMException:
+        log.warning(
+            "stopped by a signal at generator step %d; last.ckpt is resumable: rerun with "
+            "hydra.run.dir=%s ckpt_path=last",
+            trainer.global_step,
+            output_dir,
+        )
+        raise SystemExit(PREEMPTED_EXIT_CODE) from None
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
     steps = int(metrics.get("g_step", trainer.global_step))  # spawned DDP: the step lives in rank 0
     log.info("finished %d generator steps; outputs in %s", steps, output_dir)
@@ -72,7 +86,9 @@ def run(cfg: DictConfig) -> float | None:
         if cfg.get("print_config", True) and is_rank_zero():  # DDP ranks started as processes: once
             print_and_save_config(cfg, Path(cfg.paths.output_dir))
         metrics = train(cfg)
-        write_run_metrics(metrics, Path(cfg.paths.output_dir))  # final scalars for the sweep summary
+        write_run_metrics(
+            metrics, Path(cfg.paths.output_dir)
+        )  # final scalars for the sweep summary
     except Exception as exc:
         user_error = find_user_error(exc)
         if user_error is None:
