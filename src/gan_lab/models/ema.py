@@ -32,11 +32,17 @@ class GeneratorEMA(nn.Module):
     def __init__(self, generator: nn.Module, decay: float = 0.999, start_step: int = 0) -> None:
         super().__init__()
         if not 0.0 < decay < 1.0:
-            raise ConfigError("model.ema.decay", decay, "must be in (0, 1), e.g. 0.999; disable EMA with model.ema=null")
+            raise ConfigError(
+                "model.ema_decay",
+                decay,
+                "must be in (0, 1), e.g. 0.999; disable EMA with model.ema_decay=null",
+            )
         if start_step < 0:
-            raise ConfigError("model.ema.start_step", start_step, "must be >= 0")
+            raise ConfigError("model.ema_start_step", start_step, "must be >= 0")
         self.decay, self.start_step = decay, start_step
-        self.averaged = AveragedModel(generator, multi_avg_fn=partial(_ema_update, decay=decay), use_buffers=True)
+        self.averaged = AveragedModel(
+            generator, multi_avg_fn=partial(_ema_update, decay=decay), use_buffers=True
+        )
         self.averaged.requires_grad_(False)
 
     @property
@@ -47,7 +53,9 @@ class GeneratorEMA(nn.Module):
     def update(self, generator: nn.Module, step: int) -> None:
         """Call after G's ``step``-th update (1-based)."""
         if step <= self.start_step:
-            for ema_t, t in zip(self.averaged.module.state_dict().values(), generator.state_dict().values()):
+            for ema_t, t in zip(
+                self.averaged.module.state_dict().values(), generator.state_dict().values()
+            ):
                 ema_t.copy_(t)
             self.averaged.n_averaged.fill_(1)
         else:
