@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -104,6 +105,10 @@ def test_interrupted_and_resumed_run_is_bit_identical_to_a_straight_run(
     run_training(resumed, steps, n_critic, interrupt_at=steps // 2)
     half = load_checkpoint(resumed / "checkpoints" / "last.ckpt")
     assert half["global_step"] == steps // 2
+    # TensorBoard orders event files by name: <unix second>.<host>.<pid>.<counter>. Two runs of one
+    # process within the same second are ordered by the counter as text ("10" < "9"), which a real
+    # resume (a new process, seconds later) never sees; wait for the next second like one.
+    time.sleep(1.05)
     run_training(resumed, steps, n_critic, "ckpt_path=last")
 
     a = load_checkpoint(straight / "checkpoints" / "last.ckpt")
