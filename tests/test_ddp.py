@@ -35,6 +35,7 @@ TINY = (
     "model.discriminator.width=8",
     "model.n_critic=2",
     "model.ema_decay=0.9",
+    "model.ema_start_step=0",
     "model.num_fixed_samples=4",
     "seed=3",
 )

@@ -33,6 +33,7 @@ TINY = (
     "model.generator.width=32",
     "model.discriminator.width=32",
     "model.ema_decay=0.9",
+    "model.ema_start_step=0",
     "model.lr_schedule=linear",
     "trainer.deterministic=true",
     "~callbacks.sample_grid",
