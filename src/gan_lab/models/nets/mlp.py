@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import torch
@@ -28,7 +29,7 @@ class MLPGenerator(nn.Module):
             nn.Linear(latent_dim, widths[0]),
             nn.LeakyReLU(0.2, inplace=True),
         ]
-        for w_in, w_out in zip(widths[:-1], widths[1:]):
+        for w_in, w_out in itertools.pairwise(widths):
             layers += [
                 nn.Linear(w_in, w_out),
                 nn.BatchNorm1d(w_out, momentum=0.2),
