@@ -7,6 +7,8 @@ tests fall back to the synthetic source.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -49,6 +51,20 @@ TINY_MLP_GAN = (
     "~callbacks.sample_grid",
     "~callbacks.lr_monitor",
 )
+
+
+def run_cli(
+    args: Sequence[str], cwd: Path, timeout: int = 300, **env: str
+) -> subprocess.CompletedProcess:
+    """`gan-train <args>` in a fresh process, with logs/ under ``cwd``."""
+    return subprocess.run(
+        [sys.executable, "-m", "gan_lab.train", *args],
+        cwd=cwd,
+        env={**os.environ, "GAN_LAB_ROOT": str(cwd), **env},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def compose_train_config(

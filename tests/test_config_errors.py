@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from gan_lab.train import run
-from tests.test_train_e2e import run_cli
+from tests.conftest import run_cli
 
 
 def run_expecting_user_error(cfg, capsys) -> str:

@@ -14,9 +14,8 @@ from omegaconf import DictConfig, open_dict
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from gan_lab.errors import ConfigError, UserError
+from gan_lab.errors import ConfigError, UserError, run_cli
 from gan_lab.eval import evaluate
-from gan_lab.loading import run_cli
 from gan_lab.sample import class_grid, interpolation, sample, slerp
 from gan_lab.train import CONFIG_PATH
 

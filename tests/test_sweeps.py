@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import json
 import logging
-import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -23,21 +22,13 @@ from gan_lab.callbacks.sample_distance import sliced_wasserstein
 from gan_lab.sweep_summary import main as summary_main
 from gan_lab.sweep_summary import summarize
 from gan_lab.train import CONFIG_PATH, main, run
-from tests.conftest import data_overrides
+from tests.conftest import data_overrides, run_cli
 
 QUIET = ("~callbacks.progress_bar", "trainer.enable_model_summary=false")
 
 
 def gan_train(args: list[str], cwd: Path, timeout: int) -> subprocess.CompletedProcess:
-    env = {**os.environ, "GAN_LAB_ROOT": str(cwd), "PYTHONWARNINGS": "ignore"}
-    return subprocess.run(
-        [sys.executable, "-m", "gan_lab.train", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    return run_cli(args, cwd, timeout, PYTHONWARNINGS="ignore")
 
 
 def only_sweep_dir(root: Path) -> Path:

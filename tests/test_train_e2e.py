@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from gan_lab.train import train
-from tests.conftest import CIFAR_FOLDER, data_overrides, requires_cifar
+from tests.conftest import CIFAR_FOLDER, data_overrides, requires_cifar, run_cli
 
 EXPECTED_SCALARS = {
     "loss/d",
@@ -23,18 +20,6 @@ EXPECTED_SCALARS = {
     "lr/g",
     "lr/d",
 }
-
-
-def run_cli(args: list[str], cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
-    env = {**os.environ, "GAN_LAB_ROOT": str(cwd)}
-    return subprocess.run(
-        [sys.executable, "-m", "gan_lab.train", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
 
 
 def only_run_dir(root: Path) -> Path:

@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 
 from gan_lab.train import run
-from tests.conftest import compose_train_config
-from tests.test_train_e2e import run_cli
+from tests.conftest import compose_train_config, run_cli
 
 # (overrides, the start of the expected message: key=value)
 MALFORMED = [

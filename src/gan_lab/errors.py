@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+import sys
+from collections.abc import Callable
+from typing import Any
+
+log = logging.getLogger(__name__)
+
 
 class UserError(ValueError):
     """A mistake in the configuration or the environment that the user can fix."""
@@ -29,3 +36,16 @@ def find_user_error(exc: BaseException) -> UserError | None:
         seen.add(id(current))
         current = current.__cause__ or current.__context__
     return None
+
+
+def run_cli(prog: str, task: Callable[[Any], Any], cfg: Any) -> Any:
+    """User mistakes become one line on stderr and exit code 2, not a traceback."""
+    try:
+        return task(cfg)
+    except Exception as exc:
+        user_error = find_user_error(exc)
+        if user_error is None:
+            raise
+        log.error("%s", user_error)
+        print(f"{prog}: error: {user_error}", file=sys.stderr)
+        raise SystemExit(2) from None

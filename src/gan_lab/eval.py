@@ -16,8 +16,8 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from gan_lab.errors import ConfigError, UserError
-from gan_lab.loading import build_datamodule, load_checkpoint, pick_device, run_cli
+from gan_lab.errors import ConfigError, UserError, run_cli
+from gan_lab.loading import build_datamodule, load_checkpoint, pick_device
 from gan_lab.metrics.classifier import default_classifier_path
 from gan_lab.metrics.features import ClassifierExtractor, FeatureExtractor, InceptionExtractor
 from gan_lab.metrics.reference import reference_subset

@@ -8,8 +8,6 @@ and the weights are loaded with ``torch.load(weights_only=True)`` (no pickled co
 from __future__ import annotations
 
 import logging
-import sys
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +16,7 @@ import hydra
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from gan_lab.errors import UserError, find_user_error
+from gan_lab.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -79,16 +77,3 @@ def build_datamodule(data_cfg: dict[str, Any] | DictConfig, overrides: dict[str,
         if value is not None:
             cfg[key] = value
     return hydra.utils.instantiate(cfg)
-
-
-def run_cli(prog: str, task: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:
-    """User mistakes become one line on stderr and exit code 2, not a traceback."""
-    try:
-        return task(cfg)
-    except Exception as exc:
-        user_error = find_user_error(exc)
-        if user_error is None:
-            raise
-        log.error("%s", user_error)
-        print(f"{prog}: error: {user_error}", file=sys.stderr)
-        raise SystemExit(2) from None

@@ -20,8 +20,8 @@ from PIL import Image
 from torch import Tensor
 from torchvision.utils import make_grid, save_image
 
-from gan_lab.errors import ConfigError
-from gan_lab.loading import load_checkpoint, run_cli
+from gan_lab.errors import ConfigError, run_cli
+from gan_lab.loading import load_checkpoint
 from gan_lab.metrics.runner import generated_batches
 from gan_lab.train import CONFIG_PATH
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from gan_lab.config import validate_config
 from gan_lab.distributed import is_rank_zero
-from gan_lab.errors import UserError, find_user_error
+from gan_lab.errors import UserError, run_cli
 from gan_lab.sweep_summary import write_run_metrics
 from gan_lab.utils import (
     hyperparameters,
@@ -79,23 +78,19 @@ def train(cfg: DictConfig) -> dict[str, float]:
     return metrics
 
 
+def train_and_record(cfg: DictConfig) -> dict[str, float]:
+    """Validate, save the config, fit, and leave the final scalars in the run dir (sweep summary)."""
+    validate_config(cfg)  # before anything is written or loaded
+    if cfg.get("print_config", True) and is_rank_zero():  # DDP ranks started as processes: once
+        print_and_save_config(cfg, Path(cfg.paths.output_dir))
+    metrics = train(cfg)
+    write_run_metrics(metrics, Path(cfg.paths.output_dir))
+    return metrics
+
+
 def run(cfg: DictConfig) -> float | None:
     """Hydra task: user mistakes become one-line errors and exit code 2, not tracebacks."""
-    try:
-        validate_config(cfg)  # before anything is written or loaded
-        if cfg.get("print_config", True) and is_rank_zero():  # DDP ranks started as processes: once
-            print_and_save_config(cfg, Path(cfg.paths.output_dir))
-        metrics = train(cfg)
-        write_run_metrics(
-            metrics, Path(cfg.paths.output_dir)
-        )  # final scalars for the sweep summary
-    except Exception as exc:
-        user_error = find_user_error(exc)
-        if user_error is None:
-            raise
-        log.error("%s", user_error)
-        print(f"gan-train: error: {user_error}", file=sys.stderr)
-        raise SystemExit(2) from None
+    metrics = run_cli("gan-train", train_and_record, cfg)
     metric_name = cfg.get("optimized_metric")
     if not metric_name:
         return None
