@@ -11,13 +11,21 @@ import pytest
 import torch
 from scipy import linalg
 
+from gan_lab.data import GANDataModule
 from gan_lab.data.sources import ImageSet
 from gan_lab.errors import ConfigError, UserError
-from gan_lab.metrics.classifier import ClassifierSpec, SmallCNN, load_classifier, save_classifier
+from gan_lab.metrics.classifier import (
+    ClassifierSpec,
+    SmallCNN,
+    default_classifier_path,
+    load_classifier,
+    save_classifier,
+)
 from gan_lab.metrics.features import InceptionExtractor, resolve_inception_weights
 from gan_lab.metrics.reference import reference_cache_file, reference_features
 from gan_lab.metrics.runner import rank_share
 from gan_lab.metrics.suite import MetricSuite, coverage_stats, flat_scalars
+from tests.conftest import CIFAR_AVAILABLE, CIFAR_FOLDER, DATA_DIR, MNIST_AVAILABLE
 
 FID_WEIGHTS = os.environ.get("GAN_FID_WEIGHTS")
 
@@ -236,3 +244,32 @@ def test_real_inception_fid_of_a_set_with_itself_is_zero() -> None:
     assert abs(res.values["fid"]) < 1e-2
     assert "TF1-compatible bilinear resize" in res.protocol
     assert not suite.extractors["inception"].has_classifier_head  # the converted weights: fc is NaN
+
+
+@pytest.mark.parametrize(
+    ("dataset", "target"), [pytest.param("mnist", 0.99), pytest.param("cifar10", 0.85)]
+)
+def test_committed_classifier_reaches_its_accuracy_on_the_real_test_split(
+    dataset: str, target: float, tmp_path: Path
+) -> None:
+    """The in-domain metrics are only as good as the classifier: >= 99% MNIST, >= 85% CIFAR-10."""
+    if not (MNIST_AVAILABLE if dataset == "mnist" else CIFAR_AVAILABLE):
+        pytest.skip(f"needs {dataset} under GAN_DATA_DIR")
+    path = default_classifier_path(dataset)
+    card = json.loads(path.with_suffix(".json").read_text())
+    model = load_classifier(path)
+    spec = model.spec
+    dm = GANDataModule(
+        dataset,
+        data_dir=str(DATA_DIR),
+        path=str(CIFAR_FOLDER) if dataset == "cifar10" else None,
+        image_size=spec.image_size,
+        channels=spec.channels,
+        cache_dir=os.environ.get("GAN_CACHE_DIR", str(tmp_path)),
+    )
+    test = dm.load_split("test")
+    with torch.no_grad():
+        predictions = torch.cat([model(chunk)[1].argmax(1) for chunk in test.images.split(1000)])
+    accuracy = (predictions == test.labels).float().mean().item()
+    assert accuracy >= target
+    assert accuracy == pytest.approx(card["test_accuracy"], abs=2e-3)  # the card tells the truth
