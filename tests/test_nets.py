@@ -14,14 +14,7 @@ from gan_lab.models.nets.layers import ConditionalBatchNorm2d, ProjectionHead, a
 from gan_lab.models.nets.mlp import MLPDiscriminator, MLPGenerator
 from gan_lab.models.nets.resnet import ResNetDiscriminator, ResNetGenerator
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny nets on a shared 2-core machine run several times faster single-threaded."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_cpu_thread")
 
 
 @pytest.mark.parametrize("size", [32, 64])

@@ -17,14 +17,7 @@ from gan_lab.errors import ConfigError, find_user_error
 from gan_lab.train import train
 from tests.conftest import CIFAR_AVAILABLE, MNIST_AVAILABLE
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny nets on a shared 2-core machine run several times faster single-threaded."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_cpu_thread")
 
 
 LOSSES = ("minimax", "non_saturating", "hinge", "lsgan", "wasserstein")
