@@ -19,7 +19,7 @@ from gan_lab.checkpoint_io import (
     load_checkpoint,
     resolve_resume_path,
 )
-from tests.test_signals import TRAINING_STARTED, start_gan_train, wait_for_text
+from tests.test_signals import TRAINING_STARTED, start_gan_train, wait_for_text, wait_until
 
 pytestmark = pytest.mark.usefixtures("one_cpu_thread")
 
@@ -121,17 +121,14 @@ def test_latest_good_checkpoint_is_found_past_broken_ones(tmp_path: Path) -> Non
 def wait_for_new_checkpoint(proc, log_file: Path, last: Path, timeout: float = 120.0) -> None:
     """Until ``last`` is (re)written by this process: the kill then lands among checkpoint writes."""
     before = last.stat().st_mtime_ns if last.exists() else None
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if last.exists() and last.stat().st_mtime_ns != before:
-            return
-        if proc.poll() is not None:
-            raise AssertionError(
-                f"gan-train exited early ({proc.returncode}):\n{log_file.read_text()[-3000:]}"
-            )
-        time.sleep(0.01)
-    proc.kill()
-    raise AssertionError(f"no checkpoint written:\n{log_file.read_text()[-3000:]}")
+    wait_until(
+        proc,
+        log_file,
+        lambda: last.exists() and last.stat().st_mtime_ns != before,
+        "no checkpoint written",
+        timeout,
+        interval=0.01,
+    )
 
 
 def wait_for_temp_file(proc, folder: Path, timeout: float = 60.0) -> None:

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -35,20 +36,38 @@ def start_gan_train(run_dir: Path, log_file: Path, *overrides: str) -> subproces
         )
 
 
-def wait_for_text(
-    proc: subprocess.Popen, log_file: Path, text: str, timeout: float = 120.0
+def wait_until(
+    proc: subprocess.Popen,
+    log_file: Path,
+    ready: Callable[[], bool],
+    what: str,
+    timeout: float = 120.0,
+    interval: float = 0.05,
 ) -> None:
+    """Poll ``ready`` until it holds; fail with the log if gan-train exits or ``timeout`` passes."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if text in log_file.read_text():
+        if ready():
             return
         if proc.poll() is not None:
             raise AssertionError(
                 f"gan-train exited early ({proc.returncode}):\n{log_file.read_text()[-3000:]}"
             )
-        time.sleep(0.05)
+        time.sleep(interval)
     proc.kill()
-    raise AssertionError(f"gan-train never printed {text!r}:\n{log_file.read_text()[-3000:]}")
+    raise AssertionError(f"{what}:\n{log_file.read_text()[-3000:]}")
+
+
+def wait_for_text(
+    proc: subprocess.Popen, log_file: Path, text: str, timeout: float = 120.0
+) -> None:
+    wait_until(
+        proc,
+        log_file,
+        lambda: text in log_file.read_text(),
+        f"gan-train never printed {text!r}",
+        timeout,
+    )
 
 
 def test_sigterm_to_a_running_gan_train_leaves_a_checkpoint_that_resumes_to_the_end(
