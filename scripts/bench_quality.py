@@ -1,15 +1,21 @@
 """Quality at a fixed training budget: gan-lab's default experiments vs the classic recipe.
 
-    GAN_DATA_DIR=/path/to/data python scripts/bench_quality.py --minutes 30 --samples 10000
+    GAN_DATA_DIR=/path/to/data python scripts/bench_quality.py --datasets mnist \
+        --cpu-minutes 30 --samples 10000
 
 For each dataset, gan-lab's experiment (Lightning, the experiment's precision and layout) and the
 classic hand-written loop (scripts/classic_loop.py: the textbook DCGAN recipe, fp32, per-sample
-torchvision transforms, the same G and D classes) each train for the same wall-clock budget on
-this machine, one after the other. Then both are scored on the same real images:
+torchvision transforms, the same G and D classes) each train for the same budget. The budget is
+**CPU time** (the training process and its DataLoader workers), so it means the same on an idle
+and on a busy machine; by default the recipes train side by side, one process and one torch
+thread each. ``--steps`` budgets G steps instead (for "same experiment, same steps" comparisons,
+e.g. ``--variant fp32=trainer.precision=32-true``). Then every recipe is scored on the same real
+images:
 
 - FID with the standard Inception (torch-fidelity's TF 2015-12-05 graph; ``--inception-weights``
   or ``$GAN_FID_WEIGHTS`` for offline machines), ``--samples`` generated images vs as many
-  training images, samples from the EMA generator for gan-lab and from G for the classic loop;
+  training images (a fixed random subset, its features cached on disk), samples from the EMA
+  generator for gan-lab and from G for the classic loop;
 - the in-domain classifier metrics (classifier FD, class coverage) when the dataset has one.
 
 FID depends on the sample count (fewer samples: higher FID), so compare rows of one run only.
@@ -18,14 +24,19 @@ FID depends on the sample count (fewer samples: higher FID), so compare rows of 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
-import resource
+import os
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
+import psutil
 import torch
 from torch import nn
 
@@ -34,6 +45,7 @@ import classic_loop
 from gan_lab.data.tensor_data import float_to_uint8
 from gan_lab.metrics import ClassifierExtractor, InceptionExtractor, MetricSuite
 from gan_lab.metrics.classifier import default_classifier_path
+from gan_lab.metrics.runner import add_reference, reference_subset
 
 # dataset -> (gan-lab experiment, classic setup in classic_loop.SETUPS)
 DEFAULT_RECIPES = {
@@ -42,63 +54,124 @@ DEFAULT_RECIPES = {
 }
 
 
-def cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime + children.ru_utime + children.ru_stime
+@dataclass(frozen=True)
+class Budget:
+    """How long each recipe trains: CPU seconds, or a number of G steps."""
+
+    cpu_seconds: float | None = None
+    steps: int | None = None
+
+    def describe(self) -> str:
+        if self.steps is not None:
+            return f"{self.steps} G steps per recipe"
+        return f"{self.cpu_seconds / 60:g} CPU-minutes per recipe"
 
 
-def train_gan_lab(
-    experiment: str, setup: classic_loop.Setup, seconds: float, workdir: str
-) -> tuple[nn.Module, dict]:
-    """The experiment as `gan-train experiment=...` runs it, stopped by Lightning's ``max_time``."""
-    import datetime
+@dataclass(frozen=True)
+class Recipe:
+    """One training run to score: gan-lab with overrides, or the classic loop."""
 
+    label: str
+    dataset: str
+    setup: str  # classic_loop.SETUPS key: the networks and the classic loader
+    experiment: str | None  # None: the classic loop
+    overrides: tuple[str, ...] = field(default_factory=tuple)
+
+
+def tree_cpu_seconds() -> float:
+    """CPU time of this process, its finished children and its live ones (DataLoader workers)."""
+    me = psutil.Process()
+    total = sum(me.cpu_times()[:4])  # user, system, children_user, children_system
+    for child in me.children(recursive=True):
+        with contextlib.suppress(psutil.Error):  # exited between the listing and the read
+            total += sum(child.cpu_times()[:2])
+    return total
+
+
+def _stop_at_cpu_budget(start: float, seconds: float) -> Any:
+    import lightning as L
+
+    class StopAtCpuBudget(L.Callback):
+        """Ends fit after the batch that spends the budget (Lightning's max_time is wall time)."""
+
+        def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
+            if tree_cpu_seconds() - start >= seconds:
+                trainer.should_stop = True
+
+    return StopAtCpuBudget()
+
+
+def train_gan_lab(recipe: Recipe, budget: Budget, workdir: str) -> tuple[nn.Module, dict]:
+    """The experiment as `gan-train experiment=... <overrides>` runs it, without logger/callbacks."""
     import hydra
     import lightning as L
 
-    overrides = [
-        f"experiment={experiment}",
+    setup = classic_loop.SETUPS[recipe.setup]
+    steps = budget.steps if budget.steps is not None else 100_000_000
+    cfg = classic_loop.compose(
+        setup,
+        f"experiment={recipe.experiment}",
         "callbacks=none",
         "logger=csv",
         "trainer.accelerator=cpu",
-    ]
-    overrides += ["trainer.max_steps=100000000", "+trainer.enable_progress_bar=false"]
-    cfg = classic_loop.compose(setup, *overrides, output_dir=workdir)
-    L.seed_everything(0, verbose=False)
+        f"trainer.max_steps={steps}",
+        "+trainer.enable_progress_bar=false",
+        *recipe.overrides,
+        output_dir=workdir,
+    )
+    L.seed_everything(int(cfg.seed), verbose=False)
     datamodule, model = hydra.utils.instantiate(cfg.data), hydra.utils.instantiate(cfg.model)
     datamodule.prepare_data()  # decoding is data preparation, not training time
-    max_time = datetime.timedelta(seconds=seconds)
-    trainer = hydra.utils.instantiate(cfg.trainer, callbacks=[], logger=False, max_time=max_time)
-    start_wall, start_cpu = time.perf_counter(), cpu_seconds()
+    start_wall, start_cpu = time.perf_counter(), tree_cpu_seconds()
+    callbacks = []
+    if budget.cpu_seconds is not None:
+        callbacks.append(_stop_at_cpu_budget(start_cpu, budget.cpu_seconds))
+    trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=False)
     trainer.fit(model, datamodule=datamodule)
     info = {
-        "recipe": f"gan-lab experiment={experiment}",
+        "recipe": " ".join([f"gan-lab experiment={recipe.experiment}", *recipe.overrides]),
         "precision": str(cfg.trainer.precision),
-        "channels_last": bool(cfg.model.get("channels_last", False)),
         "g_steps": int(trainer.global_step),
         "wall_s": time.perf_counter() - start_wall,
-        "cpu_s": cpu_seconds() - start_cpu,
+        "cpu_s": tree_cpu_seconds() - start_cpu,
     }
     return model.sampling_generator, info
 
 
-def train_classic(setup: classic_loop.Setup, seconds: float) -> tuple[nn.Module, dict]:
+def train_classic(recipe: Recipe, budget: Budget) -> tuple[nn.Module, dict]:
+    setup = classic_loop.SETUPS[recipe.setup]
     torch.manual_seed(0)
     gan = classic_loop.PlainGAN(*classic_loop.networks(setup), recipe="classic")
-    start_wall, start_cpu = time.perf_counter(), cpu_seconds()
-    steps = classic_loop.train_for(
-        gan, classic_loop.forever(classic_loop.torchvision_loader(setup)), seconds
-    )
+    batches = classic_loop.forever(classic_loop.torchvision_loader(setup))
+    start_wall, start_cpu = time.perf_counter(), tree_cpu_seconds()
+    if budget.steps is not None:
+        for _ in range(budget.steps):
+            gan.step(next(batches))
+        steps = budget.steps
+    else:
+        steps = classic_loop.train_for(gan, batches, budget.cpu_seconds, clock=tree_cpu_seconds)
     info = {
         "recipe": f"classic loop ({setup.name}: fp32, torchvision transforms, {setup.num_workers} workers)",
         "precision": "32-true",
-        "channels_last": False,
         "g_steps": steps,
         "wall_s": time.perf_counter() - start_wall,
-        "cpu_s": cpu_seconds() - start_cpu,
+        "cpu_s": tree_cpu_seconds() - start_cpu,
     }
     return gan.G, info
+
+
+def train_recipe(recipe: Recipe, budget: Budget, threads: int, out: str) -> str:
+    """Child-process entry: train one recipe, save its sampling generator and figures to ``out``."""
+    torch.set_num_threads(threads)
+    if recipe.experiment is None:
+        generator, info = train_classic(recipe, budget)
+    else:
+        with tempfile.TemporaryDirectory() as workdir:
+            generator, info = train_gan_lab(recipe, budget, workdir)
+    info["threads"] = threads
+    torch.save({"generator": generator, "info": info}, out)
+    print(f"[{recipe.dataset}] {recipe.label}: {info}", flush=True)
+    return out
 
 
 @torch.no_grad()
@@ -115,35 +188,73 @@ def generated_uint8(
     return float_to_uint8(torch.cat(chunks))
 
 
-def real_uint8(setup: classic_loop.Setup, n: int) -> torch.Tensor:
-    """A fixed random subset of the training split at the model's size (gan-lab's decoding)."""
-    import hydra
-
-    dm = hydra.utils.instantiate(classic_loop.compose(setup).data)
-    train = dm.load_split("train")
-    index = torch.randperm(len(train), generator=torch.Generator().manual_seed(0))[:n]
-    return train.images[index]
-
-
 def score(
-    dataset: str, real: torch.Tensor, fakes: dict[str, torch.Tensor], inception: InceptionExtractor
+    dataset: str,
+    setup: classic_loop.Setup,
+    fakes: dict[str, torch.Tensor],
+    inception: InceptionExtractor,
+    cache_dir: Path,
 ) -> dict[str, dict[str, Any]]:
     """FID (and the in-domain metrics when a classifier exists) of each fake set vs the same reals."""
+    import hydra
+
     extractors: dict[str, Any] = {"inception": inception}
     names = ["fid"]
     classifier_path = default_classifier_path(dataset)
     if classifier_path.is_file():
         extractors["classifier"] = ClassifierExtractor.from_file(classifier_path)
         names += ["classifier_fd", "class_coverage"]
-    real_features = MetricSuite(names, extractors).add_real(real)
+    datamodule = hydra.utils.instantiate(classic_loop.compose(setup).data)
+    n = len(next(iter(fakes.values())))
+    reference = reference_subset(datamodule.load_split("train"), n)
     results = {}
     for name, images in fakes.items():
         suite = MetricSuite(names, extractors)
-        for extractor, features in real_features.items():
-            suite.add_real_features(extractor, features)
+        # the first set computes the reference features and caches them; the others read them
+        add_reference(suite, reference, datamodule.dataset_name, "train", cache_dir)
         suite.add_fake(images)
         results[name] = {k: r.as_dict() for k, r in suite.compute().items()}
     return results
+
+
+def parse_recipes(args: argparse.Namespace, dataset: str) -> list[Recipe]:
+    experiment, setup = DEFAULT_RECIPES[dataset]
+    experiment = dict(item.split("=", 1) for item in args.experiment).get(dataset, experiment)
+    variants = args.variant or ["gan-lab="]
+    recipes = [
+        Recipe(label, dataset, setup, experiment, tuple(overrides.split()))
+        for label, overrides in (item.split("=", 1) for item in variants)
+    ]
+    if args.classic:
+        recipes.append(Recipe("classic", dataset, setup, None))
+    return recipes
+
+
+def run_dataset(
+    dataset: str,
+    args: argparse.Namespace,
+    budget: Budget,
+    inception: InceptionExtractor,
+    workdir: Path,
+) -> dict[str, Any]:
+    recipes = parse_recipes(args, dataset)
+    jobs = args.jobs if args.jobs else 1
+    with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
+        futures = [
+            pool.submit(train_recipe, r, budget, args.threads, str(workdir / f"{r.label}.pt"))
+            for r in recipes
+        ]
+        saved = [torch.load(f.result(), weights_only=False) for f in futures]
+    torch.set_num_threads(args.score_threads)
+    start = time.perf_counter()
+    setup = classic_loop.SETUPS[recipes[0].setup]
+    fakes = {
+        r.label: generated_uint8(s["generator"], args.samples, int(s["generator"].latent_dim))
+        for r, s in zip(recipes, saved, strict=True)
+    }
+    metrics = score(dataset, setup, fakes, inception, args.cache_dir)
+    print(f"[{dataset}] scored in {time.perf_counter() - start:.0f}s", flush=True)
+    return {r.label: {**s["info"], **metrics[r.label]} for r, s in zip(recipes, saved, strict=True)}
 
 
 def main() -> None:
@@ -153,9 +264,11 @@ def main() -> None:
     parser.add_argument(
         "--datasets", nargs="+", default=["mnist", "cifar10"], choices=sorted(DEFAULT_RECIPES)
     )
-    parser.add_argument(
-        "--minutes", type=float, required=True, help="wall-clock training budget per recipe"
+    budget_group = parser.add_mutually_exclusive_group(required=True)
+    budget_group.add_argument(
+        "--cpu-minutes", type=float, help="training budget per recipe, in CPU-minutes"
     )
+    budget_group.add_argument("--steps", type=int, help="training budget per recipe, in G steps")
     parser.add_argument(
         "--samples", type=int, default=10000, help="generated and real images for FID"
     )
@@ -166,64 +279,70 @@ def main() -> None:
         metavar="DATASET=NAME",
         help="gan-lab experiment per dataset (default: mnist=mnist_dcgan, cifar10=cifar10_dcgan)",
     )
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="LABEL=OVERRIDES",
+        help="a gan-lab run of the experiment with these space-separated overrides "
+        "(repeatable; default: one run labelled gan-lab with none)",
+    )
+    parser.add_argument(
+        "--no-classic", dest="classic", action="store_false", help="skip the classic loop"
+    )
+    parser.add_argument(
+        "--jobs", type=int, default=2, help="recipes trained at once (one process each)"
+    )
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per training job")
+    parser.add_argument("--score-threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--inception-weights", default=None, help="FID Inception weights (.pth)")
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=Path(os.environ.get("GAN_CACHE_DIR", Path.home() / ".cache" / "gan_lab"))
+        / "metrics",
+        help="where reference features are cached",
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    experiments = {d: e for d, (e, _) in DEFAULT_RECIPES.items()}
-    experiments.update(dict(item.split("=", 1) for item in args.experiment))
+    budget = Budget(
+        cpu_seconds=None if args.cpu_minutes is None else 60 * args.cpu_minutes, steps=args.steps
+    )
     inception = InceptionExtractor(args.inception_weights)
     report: dict[str, Any] = {
-        "minutes": args.minutes,
+        "budget": asdict(budget),
         "samples": args.samples,
-        "threads": args.threads,
+        "threads_per_job": args.threads,
+        "jobs": args.jobs,
     }
-    for dataset in args.datasets:
-        setup = classic_loop.SETUPS[DEFAULT_RECIPES[dataset][1]]
-        seconds = 60 * args.minutes
-        with tempfile.TemporaryDirectory() as workdir:
-            ours, ours_info = train_gan_lab(experiments[dataset], setup, seconds, workdir)
-        print(f"[{dataset}] {ours_info}", flush=True)
-        classic, classic_info = train_classic(setup, seconds)
-        print(f"[{dataset}] {classic_info}", flush=True)
-        start = time.perf_counter()
-        latent = int(classic.latent_dim)
-        fakes = {"gan-lab": generated_uint8(ours, args.samples, latent)}
-        fakes["classic"] = generated_uint8(classic, args.samples, latent)
-        metrics = score(dataset, real_uint8(setup, args.samples), fakes, inception)
-        print(
-            f"[{dataset}] scored {3 * args.samples} images in {time.perf_counter() - start:.0f}s",
-            flush=True,
-        )
-        report[dataset] = {
-            "gan-lab": {**ours_info, **metrics["gan-lab"]},
-            "classic": {**classic_info, **metrics["classic"]},
-        }
-        print_table(report, [dataset])  # each dataset as soon as it is scored: long runs get cut
-        if args.json:
-            args.json.write_text(json.dumps(report, indent=1, default=str))
-    print_table(report, args.datasets)
+    with tempfile.TemporaryDirectory() as workdir:
+        for dataset in args.datasets:
+            report[dataset] = run_dataset(dataset, args, budget, inception, Path(workdir))
+            print_table(report, budget, [dataset])  # each dataset as soon as it is scored
+            if args.json:
+                args.json.write_text(json.dumps(report, indent=1, default=str))
+    print_table(report, budget, args.datasets)
 
 
-def print_table(report: dict[str, Any], datasets: list[str]) -> None:
+def print_table(report: dict[str, Any], budget: Budget, datasets: list[str]) -> None:
     print(
-        f"\nbudget {report['minutes']:g} wall-clock minutes per recipe, {report['threads']} threads; "
-        f"FID: {report['samples']} generated vs {report['samples']} training images"
+        f"\nbudget {budget.describe()}, {report['jobs']} at once, {report['threads_per_job']} "
+        f"torch thread(s) each; FID: {report['samples']} generated vs {report['samples']} "
+        "training images"
     )
     print(
-        f"{'dataset':>8} {'recipe':>8} {'precision':>10} {'G steps':>8} {'CPU min':>8} {'FID':>8} "
-        f"{'classifier FD':>14} {'classes hit':>12}"
+        f"{'dataset':>8} {'recipe':>12} {'precision':>10} {'G steps':>8} {'CPU min':>8} "
+        f"{'wall min':>8} {'FID':>8} {'classifier FD':>14} {'classes hit':>12}"
     )
     for dataset in datasets:
-        for name in ("gan-lab", "classic"):
-            row = report[dataset][name]
+        for name, row in report[dataset].items():
             fid = row["fid"]["fid"]
             cfd = row.get("classifier_fd", {}).get("classifier_fd")
             hit = row.get("class_coverage", {}).get("classes_hit")
             print(
-                f"{dataset:>8} {name:>8} {row['precision']:>10} {row['g_steps']:8d} {row['cpu_s'] / 60:8.1f} "
-                f"{fid:8.1f} {'-' if cfd is None else f'{cfd:.2f}':>14} {'-' if hit is None else hit:>12}"
+                f"{dataset:>8} {name:>12} {row['precision']:>10} {row['g_steps']:8d} "
+                f"{row['cpu_s'] / 60:8.1f} {row['wall_s'] / 60:8.1f} {fid:8.2f} "
+                f"{'-' if cfd is None else f'{cfd:.2f}':>14} {'-' if hit is None else hit:>12}"
             )
 
 

@@ -126,3 +126,37 @@ def test_stop_policy_ends_the_run_naming_what_was_seen() -> None:
         TrainingStopped, match=r"unhealthy at generator step 22000: d_overpowering: mean D loss"
     ):
         monitor._act(SimpleNamespace(global_step=22000), None, alerts)
+
+
+def test_the_monitor_judges_every_batch_while_the_loggers_keep_one_in_five(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Losses are logged only on written batches (Lightning's self.log is slow); the monitor must
+    still see each batch's values, and the run's final scalars must be the last batch's."""
+    seen: list[HealthMonitor] = []
+    original = train_module.instantiate_callbacks
+
+    def keep_monitor(cfg: object) -> list:
+        callbacks = original(cfg)
+        seen.extend(c for c in callbacks if isinstance(c, HealthMonitor))
+        return callbacks
+
+    monkeypatch.setattr(train_module, "instantiate_callbacks", keep_monitor)
+    cfg = compose_train_config(
+        [
+            *TINY,
+            "trainer.max_steps=12",
+            "trainer.log_every_n_steps=5",
+            "callbacks.health_monitor.window=50",
+            "callbacks.health_monitor.policy=continue",
+        ],
+        tmp_path / "run",
+    )
+    final = train_module.train(cfg)
+    signals = seen[0].signals
+    assert len(signals.d_loss) == 12 and len(signals.gap) == 12
+    events = EventAccumulator(str(tmp_path / "run" / "tensorboard"))
+    events.Reload()
+    assert len(events.Scalars("loss/d")) == 2  # batches 5 and 10
+    assert final["loss/d"] == pytest.approx(signals.d_loss[-1])
+    assert final["g_step"] == 12

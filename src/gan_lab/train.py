@@ -73,6 +73,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
         )
         raise SystemExit(PREEMPTED_EXIT_CODE) from None
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+    # the last batch's losses, also when it was not a logged batch
+    metrics.update({k: float(v) for k, v in getattr(model, "step_stats", {}).items()})
     steps = int(metrics.get("g_step", trainer.global_step))  # spawned DDP: the step lives in rank 0
     log.info("finished %d generator steps; outputs in %s", steps, output_dir)
     return metrics

@@ -25,6 +25,7 @@ from torch.optim import Optimizer
 
 from gan_lab.callbacks.recovery import Snapshot, TrainingStopped, check_policy, roll_back
 from gan_lab.errors import ConfigError
+from gan_lab.models.step_stats import latest_scalar, logger_writes
 
 log = logging.getLogger(__name__)
 
@@ -82,21 +83,22 @@ class DivergenceGuard(L.Callback):
     ) -> None:
         if self._bad_this_batch is None:
             for key in LOSS_KEYS:
-                value = trainer.callback_metrics.get(key)
-                if value is not None and not math.isfinite(float(value)):
-                    self._detected(trainer, f"non-finite {key} ({float(value)})")
+                value = latest_scalar(trainer, pl_module, key)
+                if value is not None and not math.isfinite(value):
+                    self._detected(trainer, f"non-finite {key} ({value})")
         if self._bad_this_batch is None:
             self._consecutive = 0
         elif self.policy == "rollback":
             self._roll_back(trainer, pl_module)
         self._bad_this_batch = None
-        pl_module.log_dict(
-            {
-                "divergence/nonfinite_steps": float(self.nonfinite_steps),
-                "divergence/skipped_steps": float(self.skipped_steps),
-                "divergence/rollbacks": float(self.rollbacks),
-            }
-        )
+        if logger_writes(trainer):
+            pl_module.log_dict(
+                {
+                    "divergence/nonfinite_steps": float(self.nonfinite_steps),
+                    "divergence/skipped_steps": float(self.skipped_steps),
+                    "divergence/rollbacks": float(self.rollbacks),
+                }
+            )
 
     # ------------------------------------------------------------------ policies
     def _where(self, trainer: L.Trainer) -> str:

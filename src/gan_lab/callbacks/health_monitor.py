@@ -29,6 +29,7 @@ from torch import Tensor
 
 from gan_lab.callbacks.recovery import Snapshot, TrainingStopped, check_policy, roll_back
 from gan_lab.errors import ConfigError
+from gan_lab.models.step_stats import latest_scalar, logger_writes
 
 log = logging.getLogger(__name__)
 
@@ -143,11 +144,6 @@ class HealthSignals:
         return out
 
 
-def _scalar(trainer: L.Trainer, key: str) -> float | None:
-    value = trainer.callback_metrics.get(key)
-    return float(value) if value is not None else None
-
-
 class HealthMonitor(L.Callback):
     def __init__(
         self,
@@ -218,10 +214,10 @@ class HealthMonitor(L.Callback):
         g_step_now = trainer.global_step != self._prev_g_step
         self._prev_g_step = trainer.global_step
         alerts = self.signals.add(
-            _scalar(trainer, "loss/d"),
-            _scalar(trainer, "loss/g") if g_step_now else None,
-            _scalar(trainer, "D(x)"),
-            _scalar(trainer, "D(G(z))"),
+            latest_scalar(trainer, pl_module, "loss/d"),
+            latest_scalar(trainer, pl_module, "loss/g") if g_step_now else None,
+            latest_scalar(trainer, pl_module, "D(x)"),
+            latest_scalar(trainer, pl_module, "D(G(z))"),
         )
         metrics = self.signals.summary()
         step = trainer.global_step
@@ -253,7 +249,8 @@ class HealthMonitor(L.Callback):
                 for name in ("d_overpowering", "diversity_loss", "loss_explosion")
             }
         )
-        pl_module.log_dict(metrics)
+        if logger_writes(trainer) or "health/diversity_ratio" in metrics:
+            pl_module.log_dict(metrics)
         if alerts:
             self._act(trainer, pl_module, alerts)
 

@@ -78,6 +78,9 @@ class InceptionExtractor:
             feature_extractor_weights_path=self.weights_path,
             antialias=False,  # torch-fidelity's TF1 bilinear resize to 299, as in published FIDs
         )
+        # NHWC convolutions: 2x the images/s of NCHW on an AVX-512 CPU, same float32 maths
+        # (features agree to ~1e-5; docs/metrics.md)
+        self.net.to(memory_format=torch.channels_last)
         self.batch_size = batch_size
         self.num_features = 2048
         weights_id = (
@@ -100,7 +103,7 @@ class InceptionExtractor:
         return bool(torch.isfinite(self.net.fc.weight).all())
 
     def to(self, device: torch.device | str) -> InceptionExtractor:
-        self.net.to(device)
+        self.net.to(device, memory_format=torch.channels_last)
         return self
 
     @torch.no_grad()

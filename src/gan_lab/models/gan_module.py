@@ -26,6 +26,7 @@ from gan_lab.models.ema import GeneratorEMA
 from gan_lab.models.losses import AdversarialLoss, discriminator_score, get_loss
 from gan_lab.models.noise import rank_noise
 from gan_lab.models.regularizers import DiscriminatorRegularizer
+from gan_lab.models.step_stats import logger_writes
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], Optimizer]
 LR_SCHEDULES = ("constant", "linear")
@@ -107,6 +108,8 @@ class GANModule(L.LightningModule):
             "fixed_y", fixed_y.long()
         )  # one block of rows per class when conditional
         self.d_updates = 0  # D updates so far; survives checkpoints
+        # this batch's losses and D scores (detached); logged only on the batches loggers write
+        self.step_stats: dict[str, Tensor] = {}
         self.noise_seed = (
             noise_seed  # training noise stream (see models/noise.py); None: drawn in setup
         )
@@ -204,15 +207,15 @@ class GANModule(L.LightningModule):
             with self._uncounted_step(opt_d):
                 opt_d.step()
         self.d_updates += 1
-        self.log_dict(
-            {
-                "loss/d": d_loss.detach(),
-                "D(x)": discriminator_score(real_logits, self.loss),
-                "D(G(z))": discriminator_score(fake_logits, self.loss),
-            }
-        )
-        if self._logger_writes():
-            self.log("grad_norm/d", d_grad_norm)
+        d_stats = {
+            "loss/d": d_loss.detach(),
+            "D(x)": discriminator_score(real_logits, self.loss),
+            "D(G(z))": discriminator_score(fake_logits, self.loss),
+        }
+        self.step_stats.update(d_stats)
+        logged = self._logger_writes()
+        if logged:
+            self.log_dict({**d_stats, "grad_norm/d": d_grad_norm})
         if self.d_updates % self.n_critic:
             return
 
@@ -229,11 +232,18 @@ class GANModule(L.LightningModule):
             scheduler.step()
         if self.ema is not None:
             self.ema.update(self.generator, self.global_step)
-        self.log("loss/g", g_loss.detach())
+        self.step_stats["loss/g"] = g_loss.detach()
+        # every G step: train.py reports the final step from it (spawned DDP ranks included)
         self.log("g_step", float(self.global_step), prog_bar=True)
-        if self._logger_writes():
-            self.log_dict({"grad_norm/g": g_grad_norm, "lr/g": opt_g.param_groups[0]["lr"]})
-            self.log("lr/d", opt_d.param_groups[0]["lr"])
+        if logged:
+            self.log_dict(
+                {
+                    "loss/g": g_loss.detach(),
+                    "grad_norm/g": g_grad_norm,
+                    "lr/g": opt_g.param_groups[0]["lr"],
+                    "lr/d": opt_d.param_groups[0]["lr"],
+                }
+            )
 
     # ---------------------------------------------------------------------------- helpers
     def _augmented(self, images: Tensor) -> Tensor:
@@ -248,7 +258,8 @@ class GANModule(L.LightningModule):
         if self.regularizer is None:
             return torch.zeros((), device=real.device)
         penalty, terms = self.regularizer(self.discriminator, real, fake, y, self.d_updates)
-        self.log_dict(terms)
+        if self._logger_writes():
+            self.log_dict(terms)
         return penalty
 
     def _schedulers(self) -> list[LRScheduler]:
@@ -258,14 +269,8 @@ class GANModule(L.LightningModule):
         return schedulers if isinstance(schedulers, list) else [schedulers]
 
     def _logger_writes(self) -> bool:
-        """True on the batches whose scalars reach the loggers (``trainer.log_every_n_steps``).
-
-        Each ``self.log`` costs ~0.1-0.3 ms of Python, so gradient norms and learning rates are
-        logged (and the norms computed) only then. Losses and D scores are logged every batch:
-        the divergence guard and the health monitor read them per batch.
-        """
-        connector = getattr(self._trainer, "_logger_connector", None)
-        return bool(getattr(connector, "should_update_logs", True))
+        """Scalars are logged (and diagnostic gradient norms computed) only on written batches."""
+        return logger_writes(self._trainer)
 
     def _clip_and_measure(self, net: nn.Module, max_norm: float | None) -> Tensor:
         """Total L2 gradient norm before clipping; clips in place when ``max_norm`` is set.
