@@ -31,7 +31,7 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
@@ -107,6 +107,9 @@ def train_gan_lab(recipe: Recipe, budget: Budget, workdir: str) -> tuple[nn.Modu
     import lightning as L
 
     setup = classic_loop.SETUPS[recipe.setup]
+    # the recipe's experiment replaces the setup's (same networks for the default recipes)
+    own = tuple(o for o in setup.overrides if not o.startswith("experiment="))
+    setup = replace(setup, overrides=own)
     steps = budget.steps if budget.steps is not None else 100_000_000
     cfg = classic_loop.compose(
         setup,
@@ -192,14 +195,14 @@ def score(
     dataset: str,
     setup: classic_loop.Setup,
     fakes: dict[str, torch.Tensor],
-    inception: InceptionExtractor,
+    inception: InceptionExtractor | None,
     cache_dir: Path,
 ) -> dict[str, dict[str, Any]]:
     """FID (and the in-domain metrics when a classifier exists) of each fake set vs the same reals."""
     import hydra
 
-    extractors: dict[str, Any] = {"inception": inception}
-    names = ["fid"]
+    extractors: dict[str, Any] = {"inception": inception} if inception else {}
+    names = ["fid"] if inception else []
     classifier_path = default_classifier_path(dataset)
     if classifier_path.is_file():
         extractors["classifier"] = ClassifierExtractor.from_file(classifier_path)
@@ -221,10 +224,12 @@ def parse_recipes(args: argparse.Namespace, dataset: str) -> list[Recipe]:
     experiment, setup = DEFAULT_RECIPES[dataset]
     experiment = dict(item.split("=", 1) for item in args.experiment).get(dataset, experiment)
     variants = args.variant or ["gan-lab="]
-    recipes = [
-        Recipe(label, dataset, setup, experiment, tuple(overrides.split()))
-        for label, overrides in (item.split("=", 1) for item in variants)
-    ]
+    recipes = []
+    for label, overrides in (item.split("=", 1) for item in variants):
+        # a variant may name its own experiment: "sngan=experiment=cifar10_sngan model.n_critic=1"
+        own = dict(o.split("=", 1) for o in overrides.split() if o.startswith("experiment="))
+        rest = tuple(o for o in overrides.split() if not o.startswith("experiment="))
+        recipes.append(Recipe(label, dataset, setup, own.get("experiment", experiment), rest))
     if args.classic:
         recipes.append(Recipe("classic", dataset, setup, None))
     return recipes
@@ -234,7 +239,7 @@ def run_dataset(
     dataset: str,
     args: argparse.Namespace,
     budget: Budget,
-    inception: InceptionExtractor,
+    inception: InceptionExtractor | None,
     workdir: Path,
 ) -> dict[str, Any]:
     recipes = parse_recipes(args, dataset)
@@ -297,6 +302,12 @@ def main() -> None:
     parser.add_argument("--score-threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--inception-weights", default=None, help="FID Inception weights (.pth)")
     parser.add_argument(
+        "--no-fid",
+        dest="fid",
+        action="store_false",
+        help="in-domain classifier metrics only (Inception runs ~10 images/s on a 2-core CPU)",
+    )
+    parser.add_argument(
         "--cache-dir",
         type=Path,
         default=Path(os.environ.get("GAN_CACHE_DIR", Path.home() / ".cache" / "gan_lab"))
@@ -308,7 +319,7 @@ def main() -> None:
     budget = Budget(
         cpu_seconds=None if args.cpu_minutes is None else 60 * args.cpu_minutes, steps=args.steps
     )
-    inception = InceptionExtractor(args.inception_weights)
+    inception = InceptionExtractor(args.inception_weights) if args.fid else None
     report: dict[str, Any] = {
         "budget": asdict(budget),
         "samples": args.samples,
@@ -336,7 +347,7 @@ def print_table(report: dict[str, Any], budget: Budget, datasets: list[str]) -> 
     )
     for dataset in datasets:
         for name, row in report[dataset].items():
-            fid = row["fid"]["fid"]
+            fid = row.get("fid", {}).get("fid", float("nan"))
             cfd = row.get("classifier_fd", {}).get("classifier_fd")
             hit = row.get("class_coverage", {}).get("classes_hit")
             print(

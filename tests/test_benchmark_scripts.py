@@ -1,0 +1,94 @@
+"""The benchmark scripts run from a clean checkout and report what they claim to measure."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import DATA_DIR, requires_mnist
+
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+sys.path.insert(0, str(SCRIPTS))
+
+
+def run_script(name: str, *args: str, cwd: Path, timeout: int = 600) -> dict:
+    out = cwd / "report.json"
+    env = {**os.environ, "GAN_DATA_DIR": str(DATA_DIR), "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [sys.executable, str(SCRIPTS / name), *args, "--json", str(out)],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(out.read_text())
+
+
+def test_cpu_budget_clock_counts_the_work_of_child_processes() -> None:
+    """The quality budget is CPU time of the trainer *and* its DataLoader workers."""
+    import bench_quality
+
+    before = bench_quality.tree_cpu_seconds()
+    burn = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.5: pass"
+    subprocess.run([sys.executable, "-c", burn], check=True)
+    spent = bench_quality.tree_cpu_seconds() - before
+    assert 0.5 <= spent < 5.0
+
+
+@pytest.mark.slow
+@requires_mnist
+def test_bench_quality_trains_each_recipe_for_the_budget_and_scores_it(tmp_path: Path) -> None:
+    report = run_script(
+        "bench_quality.py",
+        "--datasets",
+        "mnist",
+        "--steps",
+        "3",
+        "--samples",
+        "40",
+        "--no-fid",
+        "--variant",
+        "bf16=",
+        "--variant",
+        "fp32=trainer.precision=32-true",
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        cwd=tmp_path,
+    )
+    rows = report["mnist"]
+    assert set(rows) == {"bf16", "fp32", "classic"}
+    assert [rows[r]["g_steps"] for r in ("bf16", "fp32", "classic")] == [3, 3, 3]
+    assert rows["bf16"]["precision"] == "bf16-mixed" and rows["fp32"]["precision"] == "32-true"
+    for row in rows.values():
+        assert math.isfinite(row["classifier_fd"]["classifier_fd"]) and row["cpu_s"] > 0
+
+
+@pytest.mark.slow
+@requires_mnist
+def test_bench_throughput_reports_images_per_second_for_each_variant(tmp_path: Path) -> None:
+    report = run_script(
+        "bench_throughput.py",
+        "--setups",
+        "mlp",
+        "--variants",
+        "classic",
+        "ganlab",
+        "--rounds",
+        "1",
+        "--seconds",
+        "0.5",
+        "--threads",
+        "1",
+        cwd=tmp_path,
+    )
+    results = report["setups"]["mlp"]["results"]
+    assert all(results[v]["images_per_s"] > 0 and results[v]["steps"] > 0 for v in results)
+    assert report["matmul_peak_gflops"]["bf16"] > 0
