@@ -13,7 +13,9 @@ and the median over rounds is reported. Variants:
 - ``ganlab_fp32`` gan-lab (Lightning) at the same settings as ``plain_fp32``;
 - ``ganlab``      gan-lab with the experiment's defaults (precision, channels_last);
 - ``ganlab_bf16_nchw`` / ``ganlab_fp32_cl`` / ``ganlab_bf16_cl`` (optional): each speed option
-  alone and both, whatever the experiment's defaults are.
+  alone and both, whatever the experiment's defaults are;
+- ``ganlab_compiled`` (optional): the defaults plus ``model.compile_networks=true`` (the warm-up
+  slice absorbs the compilation).
 
 It also measures the CPU's bf16 and fp32 matmul peak and converts images/s into FLOP/s with
 torch's FLOP counter on one training step.
@@ -49,6 +51,8 @@ VARIANTS = {
     ),
     "ganlab_fp32_cl": ("lightning", ("trainer.precision=32-true", "model.channels_last=true")),
     "ganlab_bf16_cl": ("lightning", ("trainer.precision=bf16-mixed", "model.channels_last=true")),
+    # torch.compile of G's and D's forward on top of the experiment's defaults
+    "ganlab_compiled": ("lightning", ("model.compile_networks=true",)),
 }
 DEFAULT_VARIANTS = ("classic", "plain_fp32", "ganlab_fp32", "ganlab")
 
