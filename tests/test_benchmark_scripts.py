@@ -46,23 +46,10 @@ def test_cpu_budget_clock_counts_the_work_of_child_processes() -> None:
 @pytest.mark.slow
 @requires_mnist
 def test_bench_quality_trains_each_recipe_for_the_budget_and_scores_it(tmp_path: Path) -> None:
-    report = run_script(
-        "bench_quality.py",
-        "--datasets",
-        "mnist",
-        "--steps",
-        "3",
-        "--samples",
-        "40",
-        "--no-fid",
-        "--variant",
-        "bf16=",
-        "--variant",
-        "fp32=trainer.precision=32-true",
-        "--cache-dir",
-        str(tmp_path / "cache"),
-        cwd=tmp_path,
-    )
+    args = "--datasets mnist --steps 3 --samples 40 --no-fid --variant bf16="
+    args += " --variant fp32=trainer.precision=32-true"
+    cache = ["--cache-dir", str(tmp_path / "cache")]
+    report = run_script("bench_quality.py", *args.split(), *cache, cwd=tmp_path)
     rows = report["mnist"]
     assert set(rows) == {"bf16", "fp32", "classic"}
     assert [rows[r]["g_steps"] for r in ("bf16", "fp32", "classic")] == [3, 3, 3]
@@ -74,21 +61,8 @@ def test_bench_quality_trains_each_recipe_for_the_budget_and_scores_it(tmp_path:
 @pytest.mark.slow
 @requires_mnist
 def test_bench_throughput_reports_images_per_second_for_each_variant(tmp_path: Path) -> None:
-    report = run_script(
-        "bench_throughput.py",
-        "--setups",
-        "mlp",
-        "--variants",
-        "classic",
-        "ganlab",
-        "--rounds",
-        "1",
-        "--seconds",
-        "0.5",
-        "--threads",
-        "1",
-        cwd=tmp_path,
-    )
+    args = "--setups mlp --variants classic ganlab --rounds 1 --seconds 0.5 --threads 1"
+    report = run_script("bench_throughput.py", *args.split(), cwd=tmp_path)
     results = report["setups"]["mlp"]["results"]
     assert all(results[v]["images_per_s"] > 0 and results[v]["steps"] > 0 for v in results)
     assert report["matmul_peak_gflops"]["bf16"] > 0
