@@ -53,10 +53,12 @@ class GeneratorEMA(nn.Module):
     def update(self, generator: nn.Module, step: int) -> None:
         """Call after G's ``step``-th update (1-based)."""
         if step <= self.start_step:
-            for ema_t, t in zip(
-                self.averaged.module.state_dict().values(), generator.state_dict().values()
-            ):
-                ema_t.copy_(t)
+            # one fused copy of every parameter and buffer (state_dict() per step cost ~3% of a
+            # small model's step)
+            ema = self.averaged.module
+            torch._foreach_copy_(
+                [*ema.parameters(), *ema.buffers()], [*generator.parameters(), *generator.buffers()]
+            )
             self.averaged.n_averaged.fill_(1)
         else:
             self.averaged.update_parameters(generator)

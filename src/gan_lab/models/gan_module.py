@@ -233,9 +233,8 @@ class GANModule(L.LightningModule):
         if self.ema is not None:
             self.ema.update(self.generator, self.global_step)
         self.step_stats["loss/g"] = g_loss.detach()
-        # every G step: train.py reports the final step from it (spawned DDP ranks included)
-        self.log("g_step", float(self.global_step), prog_bar=True)
         if logged:
+            self.log("g_step", float(self.global_step), prog_bar=True)
             self.log_dict(
                 {
                     "loss/g": g_loss.detach(),
@@ -277,8 +276,10 @@ class GANModule(L.LightningModule):
 
         Without clipping the norm is only a logged diagnostic, so it is computed only when logged.
         """
+        if max_norm is None and not self._logger_writes():
+            return torch.zeros(())
         params = [p for p in net.parameters() if p.grad is not None]
-        if not params or (max_norm is None and not self._logger_writes()):
+        if not params:
             return torch.zeros(())
         limit = max_norm if max_norm is not None else math.inf
         return torch.nn.utils.clip_grad_norm_(params, limit, error_if_nonfinite=False).detach()
@@ -294,6 +295,11 @@ class GANModule(L.LightningModule):
             yield
         finally:
             optimizer._on_before_step, optimizer._on_after_step = before, after
+
+    def on_train_end(self) -> None:
+        # the final step, also when the last batch was not a logged one: train.py reports it, and
+        # spawned DDP ranks return only callback_metrics to the launching process
+        self.trainer.callback_metrics["g_step"] = torch.tensor(float(self.global_step))
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["gan_lab"] = {"d_updates": self.d_updates, "noise_seed": self.noise_seed}
