@@ -210,13 +210,13 @@ def score(
     datamodule = hydra.utils.instantiate(classic_loop.compose(setup).data)
     n = len(next(iter(fakes.values())))
     reference = reference_subset(datamodule.load_split("train"), n)
+    suite = MetricSuite(names, extractors)
+    add_reference(suite, reference, datamodule.dataset_name, "train", cache_dir)
     results = {}
     for name, images in fakes.items():
-        suite = MetricSuite(names, extractors)
-        # the first set computes the reference features and caches them; the others read them
-        add_reference(suite, reference, datamodule.dataset_name, "train", cache_dir)
         suite.add_fake(images)
         results[name] = {k: r.as_dict() for k, r in suite.compute().items()}
+        suite.reset_fake()  # keeps the reference for the next set
     return results
 
 

@@ -190,6 +190,9 @@ class GANModule(L.LightningModule):
         real, labels = batch
         opt_g, opt_d = self.optimizers()
         y_real = labels if self.num_classes else None
+        # scalars reach the loggers on one batch in trainer.log_every_n_steps: log (and compute
+        # diagnostic gradient norms) only then
+        logged = logger_writes(self._trainer)
 
         # --- discriminator update (G frozen; fakes carry no graph back into G)
         with self.toggled_optimizer(opt_d):
@@ -200,10 +203,12 @@ class GANModule(L.LightningModule):
             real_logits = self.discriminator(real_in, y_real)
             fake_logits = self.discriminator(fake_in, y_fake)
             d_loss = self.loss.d_loss(real_logits, fake_logits)
-            penalty = self._d_regularization(real_in, fake_in, y_real)
+            penalty = self._d_regularization(real_in, fake_in, y_real, logged)
             opt_d.zero_grad(set_to_none=True)
             self.manual_backward(d_loss + penalty)
-            d_grad_norm = self._clip_and_measure(self.discriminator, self.hparams.grad_clip_d)
+            d_grad_norm = self._clip_and_measure(
+                self.discriminator, self.hparams.grad_clip_d, logged
+            )
             with self._uncounted_step(opt_d):
                 opt_d.step()
         self.d_updates += 1
@@ -213,7 +218,6 @@ class GANModule(L.LightningModule):
             "D(G(z))": discriminator_score(fake_logits, self.loss),
         }
         self.step_stats.update(d_stats)
-        logged = self._logger_writes()
         if logged:
             self.log_dict({**d_stats, "grad_norm/d": d_grad_norm})
         if self.d_updates % self.n_critic:
@@ -226,7 +230,7 @@ class GANModule(L.LightningModule):
             g_loss = self.loss.g_loss(fake_logits)
             opt_g.zero_grad(set_to_none=True)
             self.manual_backward(g_loss)
-            g_grad_norm = self._clip_and_measure(self.generator, self.hparams.grad_clip_g)
+            g_grad_norm = self._clip_and_measure(self.generator, self.hparams.grad_clip_g, logged)
             opt_g.step()
         for scheduler in self._schedulers():
             scheduler.step()
@@ -249,7 +253,9 @@ class GANModule(L.LightningModule):
         """DiffAugment when configured: D sees augmented reals and fakes, in both steps."""
         return self.augment(images) if self.augment is not None else images
 
-    def _d_regularization(self, real: Tensor, fake: Tensor, y: Tensor | None) -> Tensor:
+    def _d_regularization(
+        self, real: Tensor, fake: Tensor, y: Tensor | None, logged: bool
+    ) -> Tensor:
         """Gradient penalty / R1 on D's (augmented) inputs; logs each term. Zero when unset.
 
         Conditional GP scores the interpolates under the real labels.
@@ -257,7 +263,7 @@ class GANModule(L.LightningModule):
         if self.regularizer is None:
             return torch.zeros((), device=real.device)
         penalty, terms = self.regularizer(self.discriminator, real, fake, y, self.d_updates)
-        if self._logger_writes():
+        if logged:
             self.log_dict(terms)
         return penalty
 
@@ -267,16 +273,12 @@ class GANModule(L.LightningModule):
             return []
         return schedulers if isinstance(schedulers, list) else [schedulers]
 
-    def _logger_writes(self) -> bool:
-        """Scalars are logged (and diagnostic gradient norms computed) only on written batches."""
-        return logger_writes(self._trainer)
-
-    def _clip_and_measure(self, net: nn.Module, max_norm: float | None) -> Tensor:
+    def _clip_and_measure(self, net: nn.Module, max_norm: float | None, logged: bool) -> Tensor:
         """Total L2 gradient norm before clipping; clips in place when ``max_norm`` is set.
 
         Without clipping the norm is only a logged diagnostic, so it is computed only when logged.
         """
-        if max_norm is None and not self._logger_writes():
+        if max_norm is None and not logged:
             return torch.zeros(())
         params = [p for p in net.parameters() if p.grad is not None]
         if not params:
