@@ -19,6 +19,11 @@ images:
 - the in-domain classifier metrics (classifier FD, class coverage) when the dataset has one.
 
 FID depends on the sample count (fewer samples: higher FID), so compare rows of one run only.
+
+Long budgets: ``--snapshot-minutes 30 60 90`` also saves each recipe's generator at those CPU marks
+(scored as ``label@30min`` rows, with ``--snapshot-samples``), which shows whether a recipe
+improves steadily or collapses. ``--keep DIR`` keeps the trained generators; the same command with
+``--score-only`` scores them again without training (e.g. after a run trained with ``--no-fid``).
 """
 
 from __future__ import annotations
@@ -60,6 +65,8 @@ class Budget:
 
     cpu_seconds: float | None = None
     steps: int | None = None
+    # CPU-minute marks (below the budget) where a copy of the sampling generator is also scored
+    snapshot_minutes: tuple[float, ...] = ()
 
     def describe(self) -> str:
         if self.steps is not None:
@@ -88,21 +95,50 @@ def tree_cpu_seconds() -> float:
     return total
 
 
-def _stop_at_cpu_budget(start: float, seconds: float) -> Any:
+def save_generator(generator: nn.Module, info: dict[str, Any], out: Path) -> Path:
+    torch.save({"generator": generator, "info": info}, out)
+    return out
+
+
+def snapshot_path(out: Path, minutes: float) -> Path:
+    return out.with_name(f"{out.stem}@{minutes:g}min{out.suffix}")
+
+
+def _cpu_budget_callback(
+    start: float, budget: Budget, out: Path, info: dict[str, Any], saved: list[Path]
+) -> Any:
     import lightning as L
 
-    class StopAtCpuBudget(L.Callback):
-        """Ends fit after the batch that spends the budget (Lightning's max_time is wall time)."""
+    class CpuBudget(L.Callback):
+        """Saves snapshots at the CPU marks, ends fit after the batch that spends the budget
+        (Lightning's max_time is wall time)."""
 
-        def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
-            if tree_cpu_seconds() - start >= seconds:
+        def __init__(self) -> None:
+            self.marks = sorted(
+                m
+                for m in budget.snapshot_minutes
+                if budget.cpu_seconds is None or 60 * m < budget.cpu_seconds
+            )
+
+        def on_train_batch_end(self, trainer: L.Trainer, pl_module: Any, *args: Any) -> None:
+            spent = tree_cpu_seconds() - start
+            while self.marks and spent >= 60 * self.marks[0]:
+                minutes = self.marks.pop(0)
+                row = {**info, "g_steps": int(trainer.global_step), "cpu_s": spent}
+                saved.append(
+                    save_generator(pl_module.sampling_generator, row, snapshot_path(out, minutes))
+                )
+            if budget.cpu_seconds is not None and spent >= budget.cpu_seconds:
                 trainer.should_stop = True
 
-    return StopAtCpuBudget()
+    return CpuBudget()
 
 
-def train_gan_lab(recipe: Recipe, budget: Budget, workdir: str) -> tuple[nn.Module, dict]:
-    """The experiment as `gan-train experiment=... <overrides>` runs it, without logger/callbacks."""
+def train_gan_lab(recipe: Recipe, budget: Budget, workdir: str, out: Path) -> list[Path]:
+    """The experiment as `gan-train experiment=... <overrides>` runs it, without logger/callbacks.
+
+    Saves the sampling (EMA) generator at each snapshot mark and at the end; returns the files.
+    """
     import hydra
     import lightning as L
 
@@ -125,56 +161,66 @@ def train_gan_lab(recipe: Recipe, budget: Budget, workdir: str) -> tuple[nn.Modu
     L.seed_everything(int(cfg.seed), verbose=False)
     datamodule, model = hydra.utils.instantiate(cfg.data), hydra.utils.instantiate(cfg.model)
     datamodule.prepare_data()  # decoding is data preparation, not training time
-    start_wall, start_cpu = time.perf_counter(), tree_cpu_seconds()
-    callbacks = []
-    if budget.cpu_seconds is not None:
-        callbacks.append(_stop_at_cpu_budget(start_cpu, budget.cpu_seconds))
-    trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=False)
-    trainer.fit(model, datamodule=datamodule)
-    info = {
+    info: dict[str, Any] = {
         "recipe": " ".join([f"gan-lab experiment={recipe.experiment}", *recipe.overrides]),
         "precision": str(cfg.trainer.precision),
-        "g_steps": int(trainer.global_step),
-        "wall_s": time.perf_counter() - start_wall,
-        "cpu_s": tree_cpu_seconds() - start_cpu,
     }
-    return model.sampling_generator, info
+    saved: list[Path] = []
+    start_wall, start_cpu = time.perf_counter(), tree_cpu_seconds()
+    callback = _cpu_budget_callback(start_cpu, budget, out, info, saved)
+    trainer = hydra.utils.instantiate(cfg.trainer, callbacks=[callback], logger=False)
+    trainer.fit(model, datamodule=datamodule)
+    info["g_steps"] = int(trainer.global_step)
+    info["wall_s"] = time.perf_counter() - start_wall
+    info["cpu_s"] = tree_cpu_seconds() - start_cpu
+    return [*saved, save_generator(model.sampling_generator, info, out)]
 
 
-def train_classic(recipe: Recipe, budget: Budget) -> tuple[nn.Module, dict]:
+def train_classic(recipe: Recipe, budget: Budget, out: Path) -> list[Path]:
+    """The classic loop, trained in segments between the snapshot marks; returns the files."""
     setup = classic_loop.SETUPS[recipe.setup]
     torch.manual_seed(0)
     gan = classic_loop.PlainGAN(*classic_loop.networks(setup), recipe="classic")
     batches = classic_loop.forever(classic_loop.torchvision_loader(setup))
+    info: dict[str, Any] = {
+        "recipe": f"classic loop ({setup.name}: fp32, torchvision transforms, "
+        f"{setup.num_workers} workers)",
+        "precision": "32-true",
+    }
+    saved: list[Path] = []
     start_wall, start_cpu = time.perf_counter(), tree_cpu_seconds()
     if budget.steps is not None:
         for _ in range(budget.steps):
             gan.step(next(batches))
         steps = budget.steps
     else:
-        steps = classic_loop.train_for(gan, batches, budget.cpu_seconds, clock=tree_cpu_seconds)
-    info = {
-        "recipe": f"classic loop ({setup.name}: fp32, torchvision transforms, {setup.num_workers} workers)",
-        "precision": "32-true",
-        "g_steps": steps,
-        "wall_s": time.perf_counter() - start_wall,
-        "cpu_s": tree_cpu_seconds() - start_cpu,
-    }
-    return gan.G, info
+        marks = sorted(m for m in budget.snapshot_minutes if 60 * m < budget.cpu_seconds)
+        steps = 0
+        for seconds in [60 * m for m in marks] + [budget.cpu_seconds]:
+            spent = tree_cpu_seconds() - start_cpu
+            steps += classic_loop.train_for(gan, batches, seconds - spent, clock=tree_cpu_seconds)
+            if seconds < budget.cpu_seconds:
+                row = {**info, "g_steps": steps, "cpu_s": tree_cpu_seconds() - start_cpu}
+                saved.append(save_generator(gan.G, row, snapshot_path(out, seconds / 60)))
+    info["g_steps"] = steps
+    info["wall_s"] = time.perf_counter() - start_wall
+    info["cpu_s"] = tree_cpu_seconds() - start_cpu
+    return [*saved, save_generator(gan.G, info, out)]
 
 
-def train_recipe(recipe: Recipe, budget: Budget, threads: int, out: str) -> str:
-    """Child-process entry: train one recipe, save its sampling generator and figures to ``out``."""
+def train_recipe(recipe: Recipe, budget: Budget, threads: int, out: Path) -> list[Path]:
+    """Child-process entry: train one recipe, save its sampling generator(s) and figures."""
     torch.set_num_threads(threads)
     if recipe.experiment is None:
-        generator, info = train_classic(recipe, budget)
+        saved = train_classic(recipe, budget, out)
     else:
         with tempfile.TemporaryDirectory() as workdir:
-            generator, info = train_gan_lab(recipe, budget, workdir)
-    info["threads"] = threads
-    torch.save({"generator": generator, "info": info}, out)
-    print(f"[{recipe.dataset}] {recipe.label}: {info}", flush=True)
-    return out
+            saved = train_gan_lab(recipe, budget, workdir, out)
+    print(
+        f"[{recipe.dataset}] {recipe.label}: {torch.load(out, weights_only=False)['info']}",
+        flush=True,
+    )
+    return saved
 
 
 @torch.no_grad()
@@ -198,7 +244,10 @@ def score(
     inception: InceptionExtractor | None,
     cache_dir: Path,
 ) -> dict[str, dict[str, Any]]:
-    """FID (and the in-domain metrics when a classifier exists) of each fake set vs the same reals."""
+    """FID (and the in-domain metrics when a classifier exists) of each fake set vs as many reals.
+
+    Sets of one size share one reference subset (FID depends on the sample count).
+    """
     import hydra
 
     extractors: dict[str, Any] = {"inception": inception} if inception else {}
@@ -207,16 +256,21 @@ def score(
     if classifier_path.is_file():
         extractors["classifier"] = ClassifierExtractor.from_file(classifier_path)
         names += ["classifier_fd", "class_coverage"]
+    if not names:
+        return {name: {} for name in fakes}
     datamodule = hydra.utils.instantiate(classic_loop.compose(setup).data)
-    n = len(next(iter(fakes.values())))
-    reference = reference_subset(datamodule.load_split("train"), n)
-    suite = MetricSuite(names, extractors)
-    add_reference(suite, reference, datamodule.dataset_name, "train", cache_dir)
+    train = datamodule.load_split("train")
     results = {}
-    for name, images in fakes.items():
-        suite.add_fake(images)
-        results[name] = {k: r.as_dict() for k, r in suite.compute().items()}
-        suite.reset_fake()  # keeps the reference for the next set
+    for n in sorted({len(images) for images in fakes.values()}):  # one reference per size
+        suite = MetricSuite(names, extractors)
+        add_reference(
+            suite, reference_subset(train, n), datamodule.dataset_name, "train", cache_dir
+        )
+        for name, images in fakes.items():
+            if len(images) == n:
+                suite.add_fake(images)
+                results[name] = {k: r.as_dict() for k, r in suite.compute().items()}
+                suite.reset_fake()  # keeps the reference for the next set
     return results
 
 
@@ -242,24 +296,40 @@ def run_dataset(
     inception: InceptionExtractor | None,
     workdir: Path,
 ) -> dict[str, Any]:
+    """Train the dataset's recipes (unless --score-only) and score every saved generator."""
     recipes = parse_recipes(args, dataset)
-    jobs = args.jobs if args.jobs else 1
-    with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
-        futures = [
-            pool.submit(train_recipe, r, budget, args.threads, str(workdir / f"{r.label}.pt"))
-            for r in recipes
-        ]
-        saved = [torch.load(f.result(), weights_only=False) for f in futures]
+    outs = {r.label: workdir / f"{dataset}-{r.label}.pt" for r in recipes}
+    if not args.score_only:
+        with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:
+            futures = [
+                pool.submit(train_recipe, r, budget, args.threads, outs[r.label]) for r in recipes
+            ]
+            for f in futures:
+                f.result()
+    saved = {}  # row label -> (saved generator and figures, samples): snapshots, then the final
+    for r in recipes:
+        if args.snapshot_samples:
+            for path in sorted(workdir.glob(f"{dataset}-{r.label}@*min.pt")):
+                label = r.label + path.stem.removeprefix(f"{dataset}-{r.label}")
+                saved[label] = (path, args.snapshot_samples)
+        if not outs[r.label].is_file():
+            raise SystemExit(f"--score-only: {outs[r.label]} is missing; train it first")
+        saved[r.label] = (outs[r.label], args.samples)
+    loaded = {label: torch.load(path, weights_only=False) for label, (path, _) in saved.items()}
     torch.set_num_threads(args.score_threads)
     start = time.perf_counter()
-    setup = classic_loop.SETUPS[recipes[0].setup]
     fakes = {
-        r.label: generated_uint8(s["generator"], args.samples, int(s["generator"].latent_dim))
-        for r, s in zip(recipes, saved, strict=True)
+        label: generated_uint8(s["generator"], saved[label][1], int(s["generator"].latent_dim))
+        for label, s in loaded.items()
     }
-    metrics = score(dataset, setup, fakes, inception, args.cache_dir)
+    metrics = score(
+        dataset, classic_loop.SETUPS[recipes[0].setup], fakes, inception, args.cache_dir
+    )
     print(f"[{dataset}] scored in {time.perf_counter() - start:.0f}s", flush=True)
-    return {r.label: {**s["info"], **metrics[r.label]} for r, s in zip(recipes, saved, strict=True)}
+    return {
+        label: {**s["info"], "samples": saved[label][1], **metrics[label]}
+        for label, s in loaded.items()
+    }
 
 
 def main() -> None:
@@ -314,10 +384,40 @@ def main() -> None:
         / "metrics",
         help="where reference features are cached",
     )
+    parser.add_argument(
+        "--snapshot-minutes",
+        type=float,
+        nargs="+",
+        default=[],
+        help="CPU-minute marks where each recipe's generator is also saved and scored",
+    )
+    parser.add_argument(
+        "--snapshot-samples",
+        type=int,
+        default=None,
+        help="FID samples for the snapshots (default: --samples; 0: save them, score none)",
+    )
+    parser.add_argument(
+        "--keep",
+        type=Path,
+        default=None,
+        help="save the trained generators here (default: a temporary folder)",
+    )
+    parser.add_argument(
+        "--score-only",
+        action="store_true",
+        help="score the generators a previous run saved in --keep, without training",
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = parser.parse_args()
+    if args.snapshot_samples is None:
+        args.snapshot_samples = args.samples
+    if args.score_only and args.keep is None:
+        parser.error("--score-only needs --keep DIR, the folder a previous run saved to")
     budget = Budget(
-        cpu_seconds=None if args.cpu_minutes is None else 60 * args.cpu_minutes, steps=args.steps
+        cpu_seconds=None if args.cpu_minutes is None else 60 * args.cpu_minutes,
+        steps=args.steps,
+        snapshot_minutes=tuple(args.snapshot_minutes),
     )
     inception = InceptionExtractor(args.inception_weights) if args.fid else None
     report: dict[str, Any] = {
@@ -326,9 +426,14 @@ def main() -> None:
         "threads_per_job": args.threads,
         "jobs": args.jobs,
     }
-    with tempfile.TemporaryDirectory() as workdir:
+    with contextlib.ExitStack() as stack:
+        if args.keep is None:
+            workdir = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        else:
+            workdir = args.keep
+            workdir.mkdir(parents=True, exist_ok=True)
         for dataset in args.datasets:
-            report[dataset] = run_dataset(dataset, args, budget, inception, Path(workdir))
+            report[dataset] = run_dataset(dataset, args, budget, inception, workdir)
             print_table(report, budget, [dataset])  # each dataset as soon as it is scored
             if args.json:
                 args.json.write_text(json.dumps(report, indent=1, default=str))
@@ -338,12 +443,11 @@ def main() -> None:
 def print_table(report: dict[str, Any], budget: Budget, datasets: list[str]) -> None:
     print(
         f"\nbudget {budget.describe()}, {report['jobs']} at once, {report['threads_per_job']} "
-        f"torch thread(s) each; FID: {report['samples']} generated vs {report['samples']} "
-        "training images"
+        "torch thread(s) each; FID: `samples` generated vs as many training images"
     )
     print(
-        f"{'dataset':>8} {'recipe':>12} {'precision':>10} {'G steps':>8} {'CPU min':>8} "
-        f"{'wall min':>8} {'FID':>8} {'classifier FD':>14} {'classes hit':>12}"
+        f"{'dataset':>8} {'recipe':>18} {'precision':>10} {'G steps':>8} {'CPU min':>8} "
+        f"{'wall min':>8} {'samples':>8} {'FID':>8} {'classifier FD':>14} {'classes hit':>12}"
     )
     for dataset in datasets:
         for name, row in report[dataset].items():
@@ -351,8 +455,9 @@ def print_table(report: dict[str, Any], budget: Budget, datasets: list[str]) -> 
             cfd = row.get("classifier_fd", {}).get("classifier_fd")
             hit = row.get("class_coverage", {}).get("classes_hit")
             print(
-                f"{dataset:>8} {name:>12} {row['precision']:>10} {row['g_steps']:8d} "
-                f"{row['cpu_s'] / 60:8.1f} {row['wall_s'] / 60:8.1f} {fid:8.2f} "
+                f"{dataset:>8} {name:>18} {row['precision']:>10} {row['g_steps']:8d} "
+                f"{row['cpu_s'] / 60:8.1f} {row.get('wall_s', float('nan')) / 60:8.1f} "
+                f"{row['samples']:8d} {fid:8.2f} "
                 f"{'-' if cfd is None else f'{cfd:.2f}':>14} {'-' if hit is None else hit:>12}"
             )
 

@@ -66,3 +66,24 @@ def test_bench_throughput_reports_images_per_second_for_each_variant(tmp_path: P
     results = report["setups"]["mlp"]["results"]
     assert all(results[v]["images_per_s"] > 0 and results[v]["steps"] > 0 for v in results)
     assert report["matmul_peak_gflops"]["bf16"] > 0
+
+
+@pytest.mark.slow
+@requires_mnist
+def test_bench_quality_snapshots_and_score_only_rescore_the_kept_generators(
+    tmp_path: Path,
+) -> None:
+    keep = str(tmp_path / "kept")
+    args = "--datasets mnist --cpu-minutes 0.25 --snapshot-minutes 0.1 --samples 60 --no-fid"
+    args += f" --snapshot-samples 30 --keep {keep} --cache-dir {tmp_path / 'cache'}"
+    trained = run_script("bench_quality.py", *args.split(), cwd=tmp_path)["mnist"]
+    assert set(trained) == {"gan-lab@0.1min", "gan-lab", "classic@0.1min", "classic"}
+    for recipe in ("gan-lab", "classic"):
+        snapshot, final = trained[f"{recipe}@0.1min"], trained[recipe]
+        assert 6.0 <= snapshot["cpu_s"] < final["cpu_s"]
+        assert snapshot["g_steps"] <= final["g_steps"] and final["g_steps"] > 0
+        assert (snapshot["samples"], final["samples"]) == (30, 60)
+    rescored = run_script("bench_quality.py", *args.split(), "--score-only", cwd=tmp_path)["mnist"]
+    for label, row in trained.items():  # same generators, same samples, same reals
+        assert rescored[label]["classifier_fd"] == row["classifier_fd"]
+        assert rescored[label]["g_steps"] == row["g_steps"]
