@@ -283,8 +283,18 @@ class GANModule(L.LightningModule):
         params = [p for p in net.parameters() if p.grad is not None]
         if not params:
             return torch.zeros(())
-        limit = max_norm if max_norm is not None else math.inf
-        return torch.nn.utils.clip_grad_norm_(params, limit, error_if_nonfinite=False).detach()
+        # under fp16 the gradients here still carry the GradScaler's loss scale (Lightning unscales
+        # inside optimizer.step(), fused optimizers in their kernel), so limit and norm scale too
+        scale = self._loss_scale()
+        limit = max_norm * scale if max_norm is not None else math.inf
+        norm = torch.nn.utils.clip_grad_norm_(params, limit, error_if_nonfinite=False)
+        return (norm / scale).detach()
+
+    def _loss_scale(self) -> float:
+        """The fp16 GradScaler's current scale; 1 for fp32 and bf16 (no scaler)."""
+        trainer = self._trainer
+        scaler = getattr(getattr(trainer, "precision_plugin", None), "scaler", None)
+        return float(scaler.get_scale()) if scaler is not None and scaler.is_enabled() else 1.0
 
     @contextmanager
     def _uncounted_step(self, optimizer: Any) -> Any:
