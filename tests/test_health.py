@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -160,3 +161,17 @@ def test_the_monitor_judges_every_batch_while_the_loggers_keep_one_in_five(
     assert len(events.Scalars("loss/d")) == 2  # batches 5 and 10
     assert final["loss/d"] == pytest.approx(signals.d_loss[-1])
     assert final["g_step"] == 12
+
+
+def test_step_stats_reach_the_host_in_one_copy_per_batch() -> None:
+    """Callbacks read six scalars a batch; on a GPU each separate read would wait for the device."""
+    from gan_lab.models.step_stats import StepStats
+
+    stats = StepStats()
+    stats.update({"loss/d": torch.tensor(0.5), "D(x)": torch.tensor(0.25, dtype=torch.bfloat16)})
+    first = stats.floats()
+    assert first == {"loss/d": 0.5, "D(x)": 0.25}
+    assert stats.floats() is first  # every further reader of this batch gets the same copy
+    stats["loss/g"] = torch.tensor(float("nan"))  # the next values replace the copy
+    after = stats.floats()
+    assert after is not first and math.isnan(after["loss/g"]) and after["loss/d"] == 0.5

@@ -12,6 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 from gan_lab.config import validate_config
 from gan_lab.distributed import is_rank_zero
 from gan_lab.errors import UserError, run_cli
+from gan_lab.models.step_stats import StepStats
 from gan_lab.sweep_summary import write_run_metrics
 from gan_lab.utils import (
     hyperparameters,
@@ -74,7 +75,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
         raise SystemExit(PREEMPTED_EXIT_CODE) from None
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
     # the last batch's losses, also when it was not a logged batch
-    metrics.update({k: float(v) for k, v in getattr(model, "step_stats", {}).items()})
+    stats = getattr(model, "step_stats", None)
+    if isinstance(stats, StepStats):
+        metrics.update(stats.floats())
     steps = int(metrics.get("g_step", trainer.global_step))  # spawned DDP: the step lives in rank 0
     log.info("finished %d generator steps; outputs in %s", steps, output_dir)
     return metrics

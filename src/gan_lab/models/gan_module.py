@@ -26,7 +26,7 @@ from gan_lab.models.ema import GeneratorEMA
 from gan_lab.models.losses import AdversarialLoss, discriminator_score, get_loss
 from gan_lab.models.noise import rank_noise
 from gan_lab.models.regularizers import DiscriminatorRegularizer
-from gan_lab.models.step_stats import logger_writes
+from gan_lab.models.step_stats import StepStats, logger_writes
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], Optimizer]
 LR_SCHEDULES = ("constant", "linear")
@@ -109,7 +109,7 @@ class GANModule(L.LightningModule):
         )  # one block of rows per class when conditional
         self.d_updates = 0  # D updates so far; survives checkpoints
         # this batch's losses and D scores (detached); logged only on the batches loggers write
-        self.step_stats: dict[str, Tensor] = {}
+        self.step_stats = StepStats()
         self.noise_seed = (
             noise_seed  # training noise stream (see models/noise.py); None: drawn in setup
         )
