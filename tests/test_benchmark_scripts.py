@@ -87,3 +87,13 @@ def test_bench_quality_snapshots_and_score_only_rescore_the_kept_generators(
     for label, row in trained.items():  # same generators, same samples, same reals
         assert rescored[label]["classifier_fd"] == row["classifier_fd"]
         assert rescored[label]["g_steps"] == row["g_steps"]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not os.environ.get("GAN_FID_WEIGHTS"), reason="set GAN_FID_WEIGHTS to the FID Inception weights"
+)
+def test_bench_inception_times_both_layouts_and_finds_the_same_features(tmp_path: Path) -> None:
+    report = run_script("bench_inception.py", "--images", "4", "--rounds", "1", cwd=tmp_path)
+    assert report["images_per_s"]["nhwc"] > 0 and report["images_per_s"]["nchw"] > 0
+    assert report["nhwc_over_nchw"] > 0 and report["max_feature_diff"] < 1e-3
