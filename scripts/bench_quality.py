@@ -12,8 +12,9 @@ thread each. ``--steps`` budgets G steps instead (for "same experiment, same ste
 e.g. ``--variant fp32=trainer.precision=32-true``). Then every recipe is scored on the same real
 images:
 
-- FID and KID with the standard Inception (torch-fidelity's TF 2015-12-05 graph;
-  ``--inception-weights`` or ``$GAN_FID_WEIGHTS`` offline), ``--samples`` generated images vs as many
+- FID, KID and precision/recall (density/coverage in the JSON) with the standard Inception
+  (torch-fidelity's TF 2015-12-05 graph; ``--inception-weights`` or ``$GAN_FID_WEIGHTS`` offline),
+  ``--samples`` generated images vs as many
   training images (a fixed random subset, its features cached on disk), samples from the EMA
   generator for gan-lab and from G for the classic loop;
 - the in-domain classifier metrics (classifier FD, class coverage) when the dataset has one.
@@ -251,7 +252,8 @@ def score(
     import hydra
 
     extractors: dict[str, Any] = {"inception": inception} if inception else {}
-    names = ["fid", "kid"] if inception else []  # KID: unbiased, so small snapshot sets compare
+    # KID is unbiased, so small snapshot sets compare; recall/coverage expose mode collapse
+    names = ["fid", "kid", "precision_recall"] if inception else []
     classifier_path = default_classifier_path(dataset)
     if classifier_path.is_file():
         extractors["classifier"] = ClassifierExtractor.from_file(classifier_path)
@@ -447,19 +449,21 @@ def print_table(report: dict[str, Any], budget: Budget, datasets: list[str]) -> 
     )
     print(
         f"{'dataset':>8} {'recipe':>18} {'precision':>10} {'G steps':>8} {'CPU min':>8} "
-        f"{'wall min':>8} {'samples':>8} {'FID':>8} {'KID x1e3':>9} {'classifier FD':>14} "
-        f"{'classes hit':>12}"
+        f"{'wall min':>8} {'samples':>8} {'FID':>8} {'KID x1e3':>9} {'prec':>5} {'recall':>6} "
+        f"{'classifier FD':>14} {'classes hit':>12}"
     )
     for dataset in datasets:
         for name, row in report[dataset].items():
             fid = row.get("fid", {}).get("fid", float("nan"))
             kid = 1e3 * row.get("kid", {}).get("kid", float("nan"))
+            pr = row.get("precision_recall", {})
+            precision, recall = pr.get("precision", float("nan")), pr.get("recall", float("nan"))
             cfd = row.get("classifier_fd", {}).get("classifier_fd")
             hit = row.get("class_coverage", {}).get("classes_hit")
             print(
                 f"{dataset:>8} {name:>18} {row['precision']:>10} {row['g_steps']:8d} "
                 f"{row['cpu_s'] / 60:8.1f} {row.get('wall_s', float('nan')) / 60:8.1f} "
-                f"{row['samples']:8d} {fid:8.2f} {kid:9.2f} "
+                f"{row['samples']:8d} {fid:8.2f} {kid:9.2f} {precision:5.2f} {recall:6.2f} "
                 f"{'-' if cfd is None else f'{cfd:.2f}':>14} {'-' if hit is None else hit:>12}"
             )
 

@@ -160,3 +160,13 @@ def test_metrics_callback_without_a_classifier_warns_once_and_skips(tmp_path: Pa
         callback.on_train_batch_end(
             SimpleNamespace(global_step=5, **vars(trainer)), module
         )  # silent now
+
+
+def test_gan_eval_composes_precision_recall_with_its_k(tmp_path: Path) -> None:
+    from gan_lab.eval import metric_settings
+
+    cfg = entry_cfg(
+        "eval", tmp_path, "metrics=[fid,precision_recall]", "metrics.precision_recall.k=5"
+    )
+    names, settings = metric_settings(cfg)
+    assert names == ["fid", "precision_recall"] and settings["nearest_k"] == 5

@@ -69,11 +69,13 @@ def metric_settings(cfg: DictConfig) -> tuple[list[str], dict[str, Any]]:
     chosen = cfg.get("metrics") or {}
     names = check_metric_names(list(chosen.keys()))
     kid, is_ = chosen.get("kid") or {}, chosen.get("is") or {}
+    pr = chosen.get("precision_recall") or {}
     settings = {
         "kid_subsets": int(kid.get("subsets", 100)),
         "kid_subset_size": int(kid.get("subset_size", 1000)),
         "is_splits": int(is_.get("splits", 10)),
         "seed": int(cfg.seed),
+        "nearest_k": int(pr.get("k", 3)),
     }
     return names, settings
 

@@ -21,8 +21,9 @@ from torchmetrics.image.kid import KernelInceptionDistance
 
 from gan_lab.errors import ConfigError
 from gan_lab.metrics.features import FeatureExtractor, PassThrough
+from gan_lab.metrics.precision_recall import PrecisionRecall
 
-INCEPTION_METRICS = ("fid", "kid", "is")
+INCEPTION_METRICS = ("fid", "kid", "is", "precision_recall")
 CLASSIFIER_METRICS = ("classifier_fd", "class_coverage", "class_accuracy")
 METRICS = INCEPTION_METRICS + CLASSIFIER_METRICS
 
@@ -97,6 +98,7 @@ class MetricSuite:
         kid_subset_size: int = 1000,
         is_splits: int = 10,
         seed: int = 0,
+        nearest_k: int = 3,
     ) -> None:
         self.names = check_metric_names(names)
         self.extractors = extractors
@@ -127,6 +129,8 @@ class MetricSuite:
             )
         if "is" in self.names:
             self.metrics["is"] = InceptionScore(PassThrough(1008), splits=is_splits)
+        if "precision_recall" in self.names:
+            self.metrics["precision_recall"] = PrecisionRecall(nearest_k)
         if "classifier_fd" in self.names:
             self.metrics["classifier_fd"] = FrechetInceptionDistance(
                 PassThrough(cls.num_features), reset_real_features=False
@@ -138,7 +142,7 @@ class MetricSuite:
     def needs_real(self) -> dict[str, bool]:
         """Which extractors need reference (real) features."""
         return {
-            "inception": bool({"fid", "kid"} & set(self.names)),
+            "inception": bool({"fid", "kid", "precision_recall"} & set(self.names)),
             "classifier": "classifier_fd" in self.names,
         }
 
@@ -153,7 +157,9 @@ class MetricSuite:
     def add_real_features(self, extractor: str, features: Tensor) -> None:
         """Reference features (computed here or loaded from the cache) of one extractor."""
         features = features.double()
-        keys = ("fid", "kid") if extractor == "inception" else ("classifier_fd",)
+        keys = (
+            ("fid", "kid", "precision_recall") if extractor == "inception" else ("classifier_fd",)
+        )
         for key in keys:
             if key in self.metrics:
                 self.metrics[key].update(features, real=True)
@@ -171,7 +177,7 @@ class MetricSuite:
         """uint8 generated images and, for conditional generators, the classes they were asked for."""
         if "inception" in self.extractors and set(INCEPTION_METRICS) & set(self.names):
             feats, logits = self.extractors["inception"](images)
-            for key in ("fid", "kid"):
+            for key in ("fid", "kid", "precision_recall"):
                 if key in self.metrics:
                     self.metrics[key].update(feats.double(), real=False)
             if "is" in self.metrics:
@@ -205,7 +211,7 @@ class MetricSuite:
     def _count_pair(metric: Metric) -> tuple[int, int]:
         """(n_real, n_fake) over all ranks (the states are reduced for the count, then restored)."""
         with metric.sync_context():
-            if isinstance(metric, KernelInceptionDistance):
+            if isinstance(metric, KernelInceptionDistance | PrecisionRecall):
                 n_real = (
                     sum(len(f) for f in metric.real_features)
                     if isinstance(metric.real_features, list)
@@ -265,6 +271,14 @@ class MetricSuite:
         return MetricResult(
             "is", {"is": mean, "is_std": std_or_none}, self._protocol("inception", detail)
         )
+
+    def _compute_precision_recall(self) -> MetricResult:
+        m = self.metrics["precision_recall"]
+        detail = (
+            f"improved precision/recall (Kynkaanniemi et al. 2019), density/coverage (Naeem et al. "
+            f"2020), k={m.k} nearest neighbours, {self._counts(m)}"
+        )
+        return MetricResult("precision_recall", m.compute(), self._protocol("inception", detail))
 
     def _compute_classifier_fd(self) -> MetricResult:
         m = self.metrics["classifier_fd"]
