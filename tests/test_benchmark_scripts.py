@@ -97,3 +97,21 @@ def test_bench_inception_times_both_layouts_and_finds_the_same_features(tmp_path
     report = run_script("bench_inception.py", "--images", "4", "--rounds", "1", cwd=tmp_path)
     assert report["images_per_s"]["nhwc"] > 0 and report["images_per_s"]["nchw"] > 0
     assert report["nhwc_over_nchw"] > 0 and report["max_feature_diff"] < 1e-3
+
+
+def test_pyspy_summary_buckets_samples_by_the_first_matching_rule() -> None:
+    import pyspy_summary
+
+    profile = [
+        "<module> (train.py:1);Conv2d._conv_forward (torch/nn/modules/conv.py:543) 6",
+        "manual_backward (lightning/x.py:1);_engine_run_backward (torch/autograd/graph.py:1) 3",
+        "_FitLoop.run (lightning/pytorch/loops/fit_loop.py:217) 1",
+        "",
+    ]
+    buckets, total = pyspy_summary.summarize(profile)
+    assert total == 10
+    assert buckets == {
+        "forward convolutions (oneDNN)": 6,
+        "autograd backward (conv/linear kernels)": 3,
+        "Lightning / framework outside the step": 1,
+    }
