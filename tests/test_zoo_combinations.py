@@ -221,6 +221,7 @@ def test_conditional_experiment_grid_has_one_class_per_row(make_cfg) -> None:
 NAMED_EXPERIMENTS = {
     "mnist_dcgan": "mnist",
     "cifar10_dcgan": "cifar10",
+    "cifar10_sndcgan": "cifar10",
     "cifar10_wgan_gp": "cifar10",
     "cifar10_sngan": "cifar10",
     "cifar10_sngan_diffaug": "cifar10",
