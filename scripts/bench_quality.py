@@ -101,6 +101,13 @@ def save_generator(generator: nn.Module, info: dict[str, Any], out: Path) -> Pat
     return out
 
 
+def save_gan_lab(module: Any, info: dict[str, Any], out: Path) -> Path:
+    """The sampling (EMA) generator, scored; G's raw weights beside it (``*.raw.pt``) to inspect."""
+    if module.sampling_generator is not module.generator:
+        save_generator(module.generator, info, out.with_suffix(".raw.pt"))
+    return save_generator(module.sampling_generator, info, out)
+
+
 def snapshot_path(out: Path, minutes: float) -> Path:
     return out.with_name(f"{out.stem}@{minutes:g}min{out.suffix}")
 
@@ -126,9 +133,7 @@ def _cpu_budget_callback(
             while self.marks and spent >= 60 * self.marks[0]:
                 minutes = self.marks.pop(0)
                 row = {**info, "g_steps": int(trainer.global_step), "cpu_s": spent}
-                saved.append(
-                    save_generator(pl_module.sampling_generator, row, snapshot_path(out, minutes))
-                )
+                saved.append(save_gan_lab(pl_module, row, snapshot_path(out, minutes)))
             if budget.cpu_seconds is not None and spent >= budget.cpu_seconds:
                 trainer.should_stop = True
 
@@ -174,7 +179,7 @@ def train_gan_lab(recipe: Recipe, budget: Budget, workdir: str, out: Path) -> li
     info["g_steps"] = int(trainer.global_step)
     info["wall_s"] = time.perf_counter() - start_wall
     info["cpu_s"] = tree_cpu_seconds() - start_cpu
-    return [*saved, save_generator(model.sampling_generator, info, out)]
+    return [*saved, save_gan_lab(model, info, out)]
 
 
 def train_classic(recipe: Recipe, budget: Budget, out: Path) -> list[Path]:
