@@ -188,3 +188,21 @@ def test_ema_lives_in_the_module_state_dict() -> None:
     keys = model.state_dict().keys()
     assert any(k.startswith("ema.averaged.module.") for k in keys)  # saved in checkpoints
     assert not model.ema.averaged.module.net[0].weight.requires_grad
+
+
+def test_dcgan_discriminator_without_batch_norm_has_biases_and_is_not_homogeneous() -> None:
+    """Bias-free convs + LeakyReLU give D(a x) = a D(x) and D(grey) = 0: BN-free D needs biases."""
+    torch.manual_seed(0)
+    x = torch.rand(4, 3, 32, 32) * 2 - 1
+    with_bn = DCGANDiscriminator(image_size=32, width=8)
+    assert all(m.bias is None for m in with_bn.modules() if isinstance(m, torch.nn.Conv2d))
+    for sn in (False, True):
+        no_bn = DCGANDiscriminator(image_size=32, width=8, batch_norm=False, spectral_norm=sn)
+        convs = [m for m in no_bn.modules() if isinstance(m, torch.nn.Conv2d)]
+        assert convs and all(m.bias is not None for m in convs)
+        for m in convs:  # zero-initialised biases would hide the difference at init
+            torch.nn.init.normal_(m.bias, 0.0, 0.1)
+        no_bn.eval()
+        with torch.no_grad():
+            assert not torch.allclose(no_bn(0.5 * x), 0.5 * no_bn(x), atol=1e-4)
+            assert no_bn(torch.zeros(1, 3, 32, 32)).abs().item() > 1e-4

@@ -50,7 +50,13 @@ class DCGANGenerator(nn.Module):
 
 
 class DCGANDiscriminator(nn.Module):
-    """C x size x size -> stride-2 convs with LeakyReLU (BatchNorm after the first) -> 4x4 -> 1 logit."""
+    """C x size x size -> stride-2 convs with LeakyReLU (BatchNorm after the first) -> 4x4 -> 1 logit.
+
+    With BatchNorm the convolutions carry no bias (BN's shift replaces it, as in the paper). Without
+    it (e.g. the spectrally normalised D) they do: a bias-free LeakyReLU network is positively
+    homogeneous, D(a x) = a D(x), so its score of a faint image is a scaled copy of its score of
+    the bright one, and it scores a flat grey image (x = 0) 0 whatever it has learned.
+    """
 
     def __init__(
         self,
@@ -64,20 +70,21 @@ class DCGANDiscriminator(nn.Module):
         require_channels("data.channels", channels)
         n_down = require_power_of_two_size("data.image_size", image_size, 16, 256)
         self.num_classes = 0
+        bias = not batch_norm
         layers: list[nn.Module] = [
-            nn.Conv2d(channels, width, 4, 2, 1, bias=False),
+            nn.Conv2d(channels, width, 4, 2, 1, bias=bias),
             nn.LeakyReLU(0.2, inplace=True),
         ]
         ch = width
         for _ in range(n_down - 1):
             norm: nn.Module = nn.BatchNorm2d(ch * 2) if batch_norm else nn.Identity()
             layers += [
-                nn.Conv2d(ch, ch * 2, 4, 2, 1, bias=False),
+                nn.Conv2d(ch, ch * 2, 4, 2, 1, bias=bias),
                 norm,
                 nn.LeakyReLU(0.2, inplace=True),
             ]
             ch *= 2
-        layers += [nn.Conv2d(ch, 1, 4, 1, 0, bias=False)]
+        layers += [nn.Conv2d(ch, 1, 4, 1, 0, bias=bias)]
         self.net = nn.Sequential(*layers)
         dcgan_init(self)
         if spectral_norm:
