@@ -293,6 +293,14 @@ def parse_recipes(args: argparse.Namespace, dataset: str) -> list[Recipe]:
         recipes.append(Recipe(label, dataset, setup, own.get("experiment", experiment), rest))
     if args.classic:
         recipes.append(Recipe("classic", dataset, setup, None))
+    if args.only:
+        unknown = sorted(set(args.only) - {r.label for r in recipes})
+        if unknown:
+            raise SystemExit(
+                f"--only {' '.join(unknown)}: no such recipe; the recipes are "
+                f"{', '.join(r.label for r in recipes)}"
+            )
+        recipes = [r for r in recipes if r.label in args.only]
     return recipes
 
 
@@ -371,6 +379,14 @@ def main() -> None:
     )
     parser.add_argument(
         "--no-classic", dest="classic", action="store_false", help="skip the classic loop"
+    )
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        default=[],
+        metavar="LABEL",
+        help="train / score only these recipes (e.g. `--only classic --score-only` scores one "
+        "recipe while another still trains)",
     )
     parser.add_argument(
         "--jobs", type=int, default=2, help="recipes trained at once (one process each)"

@@ -87,6 +87,11 @@ def test_bench_quality_snapshots_and_score_only_rescore_the_kept_generators(
     for label, row in trained.items():  # same generators, same samples, same reals
         assert rescored[label]["classifier_fd"] == row["classifier_fd"]
         assert rescored[label]["g_steps"] == row["g_steps"]
+    only = run_script(
+        "bench_quality.py", *args.split(), "--score-only", "--only", "classic", cwd=tmp_path
+    )["mnist"]
+    assert set(only) == {"classic@0.1min", "classic"}
+    assert only["classic"]["classifier_fd"] == trained["classic"]["classifier_fd"]
 
 
 @pytest.mark.slow
