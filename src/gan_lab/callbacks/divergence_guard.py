@@ -1,6 +1,8 @@
 """Catch non-finite losses and gradients in the step they appear, not hours later in a plot.
 
 Gradients are checked right before each optimizer step (G's and D's), losses after the batch.
+Under fp16 (16-mixed) the gradient check is left to the GradScaler, which skips overflowing steps
+and lowers its scale as routine; non-finite losses are still caught.
 Policies:
 
 - ``skip``: drop the update (gradients cleared, so the optimizer changes nothing), count it; after
@@ -25,6 +27,7 @@ from torch.optim import Optimizer
 
 from gan_lab.callbacks.recovery import Snapshot, TrainingStopped, check_policy, roll_back
 from gan_lab.errors import ConfigError
+from gan_lab.models.grad_scale import active_grad_scaler
 from gan_lab.models.step_stats import latest_scalar, logger_writes
 
 log = logging.getLogger(__name__)
@@ -71,6 +74,8 @@ class DivergenceGuard(L.Callback):
     def on_before_optimizer_step(
         self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: Optimizer
     ) -> None:
+        if active_grad_scaler(trainer) is not None:
+            return  # fp16: the GradScaler skips steps with non-finite gradients and rescales
         if gradients_finite(optimizer):
             return
         net = "G" if optimizer is trainer.optimizers[0] else "D"

@@ -23,6 +23,7 @@ from gan_lab.models import performance
 from gan_lab.models.augment import DiffAugment
 from gan_lab.models.compatibility import check_compatible
 from gan_lab.models.ema import GeneratorEMA
+from gan_lab.models.grad_scale import loss_scale
 from gan_lab.models.losses import AdversarialLoss, discriminator_score, get_loss
 from gan_lab.models.noise import rank_noise
 from gan_lab.models.regularizers import DiscriminatorRegularizer
@@ -285,16 +286,10 @@ class GANModule(L.LightningModule):
             return torch.zeros(())
         # under fp16 the gradients here still carry the GradScaler's loss scale (Lightning unscales
         # inside optimizer.step(), fused optimizers in their kernel), so limit and norm scale too
-        scale = self._loss_scale()
+        scale = loss_scale(self._trainer)
         limit = max_norm * scale if max_norm is not None else math.inf
         norm = torch.nn.utils.clip_grad_norm_(params, limit, error_if_nonfinite=False)
         return (norm / scale).detach()
-
-    def _loss_scale(self) -> float:
-        """The fp16 GradScaler's current scale; 1 for fp32 and bf16 (no scaler)."""
-        trainer = self._trainer
-        scaler = getattr(getattr(trainer, "precision_plugin", None), "scaler", None)
-        return float(scaler.get_scale()) if scaler is not None and scaler.is_enabled() else 1.0
 
     @contextmanager
     def _uncounted_step(self, optimizer: Any) -> Any:
