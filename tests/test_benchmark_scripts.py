@@ -83,6 +83,9 @@ def test_bench_quality_snapshots_and_score_only_rescore_the_kept_generators(
         assert 6.0 <= snapshot["cpu_s"] < final["cpu_s"]
         assert snapshot["g_steps"] <= final["g_steps"] and final["g_steps"] > 0
         assert (snapshot["samples"], final["samples"]) == (30, 60)
+    # gan-lab scores its EMA generator and keeps the raw G beside it, for inspection only
+    assert (tmp_path / "kept" / "mnist-gan-lab.raw.pt").is_file()
+    assert (tmp_path / "kept" / "mnist-gan-lab@0.1min.raw.pt").is_file()
     rescored = run_script("bench_quality.py", *args.split(), "--score-only", cwd=tmp_path)["mnist"]
     for label, row in trained.items():  # same generators, same samples, same reals
         assert rescored[label]["classifier_fd"] == row["classifier_fd"]
