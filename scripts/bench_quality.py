@@ -281,6 +281,15 @@ def score(
     return results
 
 
+def save_grids(fakes: dict[str, torch.Tensor], dataset: str, folder: Path) -> None:
+    """The first 64 scored samples of each row as an 8x8 PNG: what the numbers look like."""
+    from torchvision.utils import save_image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for label, images in fakes.items():
+        save_image(images[:64].float() / 255, folder / f"{dataset}-{label}.png", nrow=8, padding=1)
+
+
 def parse_recipes(args: argparse.Namespace, dataset: str) -> list[Recipe]:
     experiment, setup = DEFAULT_RECIPES[dataset]
     experiment = dict(item.split("=", 1) for item in args.experiment).get(dataset, experiment)
@@ -337,6 +346,8 @@ def run_dataset(
         label: generated_uint8(s["generator"], saved[label][1], int(s["generator"].latent_dim))
         for label, s in loaded.items()
     }
+    if args.grids is not None:
+        save_grids(fakes, dataset, args.grids)
     metrics = score(
         dataset, classic_loop.SETUPS[recipes[0].setup], fakes, inception, args.cache_dir
     )
@@ -430,6 +441,9 @@ def main() -> None:
         "--score-only",
         action="store_true",
         help="score the generators a previous run saved in --keep, without training",
+    )
+    parser.add_argument(
+        "--grids", type=Path, default=None, help="save an 8x8 grid of each row's samples here"
     )
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = parser.parse_args()

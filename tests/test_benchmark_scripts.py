@@ -94,6 +94,13 @@ def test_bench_quality_snapshots_and_score_only_rescore_the_kept_generators(
         "bench_quality.py", *args.split(), "--score-only", "--only", "classic", cwd=tmp_path
     )["mnist"]
     assert set(only) == {"classic@0.1min", "classic"}
+    grids = tmp_path / "grids"
+    run_script(
+        "bench_quality.py", *args.split(), "--score-only", "--grids", str(grids), cwd=tmp_path
+    )
+    assert sorted(p.name for p in grids.iterdir()) == [
+        "mnist-classic.png", "mnist-classic@0.1min.png", "mnist-gan-lab.png", "mnist-gan-lab@0.1min.png"
+    ]  # fmt: skip
     assert only["classic"]["classifier_fd"] == trained["classic"]["classifier_fd"]
 
 
