@@ -24,6 +24,8 @@ from gan_lab.metrics.features import FeatureExtractor, PassThrough
 from gan_lab.metrics.precision_recall import PrecisionRecall
 
 INCEPTION_METRICS = ("fid", "kid", "is", "precision_recall")
+# the Inception metrics that compare generated pool3 features with reference ones
+FEATURE_METRICS = ("fid", "kid", "precision_recall")
 CLASSIFIER_METRICS = ("classifier_fd", "class_coverage", "class_accuracy")
 METRICS = INCEPTION_METRICS + CLASSIFIER_METRICS
 
@@ -142,7 +144,7 @@ class MetricSuite:
     def needs_real(self) -> dict[str, bool]:
         """Which extractors need reference (real) features."""
         return {
-            "inception": bool({"fid", "kid", "precision_recall"} & set(self.names)),
+            "inception": bool(set(FEATURE_METRICS) & set(self.names)),
             "classifier": "classifier_fd" in self.names,
         }
 
@@ -157,9 +159,7 @@ class MetricSuite:
     def add_real_features(self, extractor: str, features: Tensor) -> None:
         """Reference features (computed here or loaded from the cache) of one extractor."""
         features = features.double()
-        keys = (
-            ("fid", "kid", "precision_recall") if extractor == "inception" else ("classifier_fd",)
-        )
+        keys = FEATURE_METRICS if extractor == "inception" else ("classifier_fd",)
         for key in keys:
             if key in self.metrics:
                 self.metrics[key].update(features, real=True)
@@ -177,7 +177,7 @@ class MetricSuite:
         """uint8 generated images and, for conditional generators, the classes they were asked for."""
         if "inception" in self.extractors and set(INCEPTION_METRICS) & set(self.names):
             feats, logits = self.extractors["inception"](images)
-            for key in ("fid", "kid", "precision_recall"):
+            for key in FEATURE_METRICS:
                 if key in self.metrics:
                     self.metrics[key].update(feats.double(), real=False)
             if "is" in self.metrics:
