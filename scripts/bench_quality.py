@@ -202,12 +202,13 @@ def train_classic(recipe: Recipe, budget: Budget, out: Path) -> list[Path]:
     else:
         marks = sorted(m for m in budget.snapshot_minutes if 60 * m < budget.cpu_seconds)
         steps = 0
-        for seconds in [60 * m for m in marks] + [budget.cpu_seconds]:
+        for minutes in [*marks, None]:  # None: the end of the budget, saved below
+            until = budget.cpu_seconds if minutes is None else 60 * minutes
             spent = tree_cpu_seconds() - start_cpu
-            steps += classic_loop.train_for(gan, batches, seconds - spent, clock=tree_cpu_seconds)
-            if seconds < budget.cpu_seconds:
+            steps += classic_loop.train_for(gan, batches, until - spent, clock=tree_cpu_seconds)
+            if minutes is not None:
                 row = {**info, "g_steps": steps, "cpu_s": tree_cpu_seconds() - start_cpu}
-                saved.append(save_generator(gan.G, row, snapshot_path(out, seconds / 60)))
+                saved.append(save_generator(gan.G, row, snapshot_path(out, minutes)))
     info["g_steps"] = steps
     info["wall_s"] = time.perf_counter() - start_wall
     info["cpu_s"] = tree_cpu_seconds() - start_cpu
