@@ -40,12 +40,13 @@ class ProjectionExtractor:
         self.num_features, self.num_classes = num_features, num_classes
         self.calls = 0
 
-    def to(self, device: object) -> ProjectionExtractor:
+    def to(self, device: torch.device | str) -> ProjectionExtractor:
+        self.weight = self.weight.to(device)
         return self
 
     def __call__(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         self.calls += 1
-        feats = images.flatten(1).float() / 255 @ self.weight
+        feats = images.to(self.weight.device).flatten(1).float() / 255 @ self.weight
         return feats, feats[:, : self.num_classes]
 
 
@@ -273,3 +274,26 @@ def test_committed_classifier_reaches_its_accuracy_on_the_real_test_split(
     accuracy = (predictions == test.labels).float().mean().item()
     assert accuracy >= target
     assert accuracy == pytest.approx(card["test_accuracy"], abs=2e-3)  # the card tells the truth
+
+
+def test_host_reference_features_go_to_the_device_of_the_metric_states() -> None:
+    # cached reference features load on the host while a GPU run keeps the metric states on the
+    # GPU; "meta" stands in for the GPU here (a host tensor would fail torchmetrics' device check)
+    suite = suite_for(["fid", "kid", "precision_recall"], ProjectionExtractor(16)).to("meta")
+    suite.add_real_features("inception", torch.randn(50, 16))
+    fid_state = suite.metrics["fid"].real_features_sum
+    assert fid_state.device.type == "meta" and fid_state.dtype == torch.float64
+    assert suite.metrics["precision_recall"].real_features[0].device.type == "meta"
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_fid_with_host_reference_features_on_the_gpu_equals_the_cpu_fid() -> None:
+    ext = ProjectionExtractor(16)
+    real, fake = ext(images(300, 0))[0], images(300, 1, shift=40)
+    values = []
+    for device in ("cpu", "cuda"):
+        suite = suite_for(["fid"], ext).to(device)
+        suite.add_real_features("inception", real)
+        suite.add_fake(fake)
+        values.append(suite.compute()["fid"].values["fid"])
+    assert values[1] == pytest.approx(values[0], rel=1e-6)

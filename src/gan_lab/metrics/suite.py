@@ -111,6 +111,7 @@ class MetricSuite:
             seed,
         )
         self.metrics: dict[str, Metric] = {}
+        self.device = torch.device("cpu")
         inc, cls = extractors.get("inception"), extractors.get("classifier")
         for name in self.names:
             needed = inc if name in INCEPTION_METRICS else cls
@@ -149,6 +150,7 @@ class MetricSuite:
         }
 
     def to(self, device: torch.device | str) -> MetricSuite:
+        self.device = torch.device(device)
         for metric in self.metrics.values():
             metric.to(device)
         for extractor in self.extractors.values():
@@ -158,7 +160,8 @@ class MetricSuite:
     # ------------------------------------------------------------------------------- updates
     def add_real_features(self, extractor: str, features: Tensor) -> None:
         """Reference features (computed here or loaded from the cache) of one extractor."""
-        features = features.double()
+        # cached reference features are loaded on the host; the metric states live on self.device
+        features = features.to(self.device, torch.float64)
         keys = FEATURE_METRICS if extractor == "inception" else ("classifier_fd",)
         for key in keys:
             if key in self.metrics:

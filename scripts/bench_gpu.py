@@ -1,0 +1,200 @@
+"""GPU training throughput: gan-lab's speed options side by side, and its overhead over a plain loop.
+
+    python scripts/bench_gpu.py --setups dcgan32 dcgan64 --json gpu.json    # needs CUDA; ~5 min
+
+On a GPU the CPU-side questions of bench_throughput.py (data decoding, AMX) are gone; what is
+left is kernel time (precision, memory layout, compilation) and everything between kernels (the
+host-to-device copy of each batch, Lightning's hooks, callbacks that read values back). Each
+variant trains the setup's G and D (built from the same gan-lab config as bench_throughput.py)
+on synthetic images of the setup's shape, so no dataset is needed. A variant's figure is G steps
+(each with one D step) per second over ``--steps`` steps after ``--warmup`` steps, timed between
+two ``torch.cuda.synchronize()``; variants run one after another, ``--rounds`` times in turn,
+and the median over rounds is printed. Variants:
+
+- ``plain_fp32`` / ``plain_bf16_cl``: gan-lab's step written by hand (classic_loop.PlainGAN,
+  recipe ``plain``), fed from a uint8 tensor on the GPU;
+- ``ganlab_fp32`` / ``ganlab_bf16`` / ``ganlab_bf16_cl`` / ``ganlab_fp16_cl``: gan-lab (Lightning)
+  at each precision and layout, with the data configs' ``data.on_device=true`` (batches gathered
+  on the GPU, as in the plain loop);
+- ``*_host``: the same with ``data.on_device=false`` (uint8 batches copied from host memory);
+- ``ganlab_guarded``: ``ganlab_bf16_cl`` plus the divergence guard and health monitor callbacks
+  (they read values back every step);
+- ``ganlab_fp32_compiled`` / ``ganlab_compiled``: plus ``model.compile_networks=true``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import classic_loop
+
+FP32 = ("trainer.precision=32-true", "model.channels_last=false")
+BF16_CL = ("trainer.precision=bf16-mixed", "model.channels_last=true")
+HOST = ("data.on_device=false",)
+VARIANTS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "plain_fp32": ("plain", FP32),
+    "plain_bf16_cl": ("plain", BF16_CL),
+    "ganlab_fp32_host": ("lightning", (*FP32, *HOST)),
+    "ganlab_fp32": ("lightning", FP32),
+    "ganlab_bf16": ("lightning", ("trainer.precision=bf16-mixed", "model.channels_last=false")),
+    "ganlab_bf16_cl_host": ("lightning", (*BF16_CL, *HOST)),
+    "ganlab_bf16_cl": ("lightning", BF16_CL),
+    "ganlab_fp16_cl": ("lightning", ("trainer.precision=16-mixed", "model.channels_last=true")),
+    "ganlab_guarded": ("lightning", (*BF16_CL, "callbacks=[divergence_guard,health_monitor]")),
+    "ganlab_fp32_compiled": ("lightning", (*FP32, "model.compile_networks=true")),
+    "ganlab_compiled": ("lightning", (*BF16_CL, "model.compile_networks=true")),
+}
+
+
+def compose(setup_name: str, overrides: tuple[str, ...], workdir: str) -> Any:
+    """The setup's gan-train config on synthetic data of the same shape, on one GPU."""
+    setup = replace(classic_loop.SETUPS[setup_name], dataset="synthetic")
+    return classic_loop.compose(
+        setup,
+        "data=synthetic",
+        f"data.image_size={setup.image_size}",
+        f"data.channels={setup.channels}",
+        "data.synthetic_size=16384",
+        "callbacks=none",
+        "trainer=gpu",
+        "trainer.max_steps=1000000",
+        "trainer.enable_model_summary=false",
+        "+trainer.enable_progress_bar=false",
+        *overrides,
+        output_dir=workdir,
+    )
+
+
+class Stopwatch:
+    """Times ``steps`` G steps after ``warmup``, between two device synchronisations."""
+
+    def __init__(self, warmup: int, steps: int) -> None:
+        self.warmup, self.steps, self.done = warmup, steps, 0
+        self.start = self.seconds = 0.0
+
+    def step_done(self) -> bool:
+        """Call after each G step; True once the timed steps are done."""
+        self.done += 1
+        if self.done == self.warmup:
+            torch.cuda.synchronize()
+            self.start = time.perf_counter()
+        elif self.done == self.warmup + self.steps:
+            torch.cuda.synchronize()
+            self.seconds = time.perf_counter() - self.start
+            return True
+        return False
+
+
+def run_plain(cfg: Any, watch: Stopwatch, bf16: bool, channels_last: bool) -> None:
+    import hydra
+
+    from gan_lab.data.tensor_data import uint8_to_float
+
+    optimizers = (
+        hydra.utils.instantiate(cfg.model.optimizer_g),
+        hydra.utils.instantiate(cfg.model.optimizer_d),
+    )
+    gan = classic_loop.PlainGAN(
+        hydra.utils.instantiate(cfg.model.generator),
+        hydra.utils.instantiate(cfg.model.discriminator),
+        recipe="plain",
+        bf16=bf16,
+        channels_last=channels_last,
+        ema_decay=cfg.model.ema_decay,
+        optimizers=optimizers,
+        device="cuda",
+    )
+    dm = hydra.utils.instantiate(cfg.data)
+    dm.setup("fit")
+    images = dm.train_set.images.cuda()
+    batch = int(cfg.data.batch_size)
+    while True:
+        index = torch.randint(len(images), (batch,), device="cuda")
+        gan.step(uint8_to_float(images[index]))
+        if watch.step_done():
+            return
+
+
+def run_lightning(cfg: Any, watch: Stopwatch) -> None:
+    import hydra
+    import lightning as L
+
+    from gan_lab.utils import instantiate_callbacks, instantiate_loggers
+
+    class Timed(L.Callback):
+        def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
+            if watch.step_done():
+                trainer.should_stop = True
+
+    callbacks = [*instantiate_callbacks(cfg.get("callbacks")), Timed()]
+    datamodule, model = hydra.utils.instantiate(cfg.data), hydra.utils.instantiate(cfg.model)
+    trainer = hydra.utils.instantiate(
+        cfg.trainer, callbacks=callbacks, logger=instantiate_loggers(cfg.logger)
+    )
+    trainer.fit(model, datamodule=datamodule)
+
+
+def steps_per_second(setup: str, variant: str, warmup: int, steps: int) -> float:
+    kind, overrides = VARIANTS[variant]
+    torch.manual_seed(0)
+    watch = Stopwatch(warmup, steps)
+    with tempfile.TemporaryDirectory() as workdir:
+        cfg = compose(setup, overrides, workdir)
+        if kind == "plain":
+            bf16 = cfg.trainer.precision == "bf16-mixed"
+            run_plain(cfg, watch, bf16=bf16, channels_last=bool(cfg.model.channels_last))
+        else:
+            run_lightning(cfg, watch)
+    torch.cuda.empty_cache()
+    return steps / watch.seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--setups", nargs="+", default=["dcgan32"], choices=["dcgan32", "dcgan64"])
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--warmup", type=int, default=60, help="untimed G steps per variant")
+    parser.add_argument("--steps", type=int, default=300, help="timed G steps per variant")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+    if not torch.cuda.is_available():
+        parser.error("needs a CUDA GPU (CPU throughput: scripts/bench_throughput.py)")
+    rates: dict[str, dict[str, list[float]]] = {
+        s: {v: [] for v in args.variants} for s in args.setups
+    }
+    report = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "rates": rates}
+    for _ in range(args.rounds):
+        for setup in args.setups:
+            for variant in args.variants:
+                rate = steps_per_second(setup, variant, args.warmup, args.steps)
+                rates[setup][variant].append(rate)
+                print(f"{setup} {variant}: {rate:.1f} G steps/s", flush=True)
+                if args.json:  # after every run: a cut-off benchmark keeps what it measured
+                    args.json.write_text(json.dumps(report, indent=1))
+    print(f"\n{report['device']}, torch {report['torch']}, median of {args.rounds} rounds")
+    for setup in args.setups:
+        batch = classic_loop.SETUPS[setup].batch_size
+        median = {v: statistics.median(r) for v, r in rates[setup].items()}
+        first = next(iter(median.values()))
+        print(f"\n| {setup} (batch {batch}) | G steps/s | images/s | vs {args.variants[0]} |")
+        print("|---|---:|---:|---:|")
+        for variant, rate in median.items():
+            print(f"| {variant} | {rate:.1f} | {rate * batch:.0f} | {rate / first:.2f}x |")
+
+
+if __name__ == "__main__":
+    main()
