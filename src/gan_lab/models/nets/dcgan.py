@@ -46,7 +46,20 @@ class DCGANGenerator(nn.Module):
             apply_spectral_norm(self)
 
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        return self.net(z[:, :, None, None])
+        return self.net(self._as_image(z))
+
+    def _as_image(self, z: torch.Tensor) -> torch.Tensor:
+        """z as a 1x1 image, in the layout of the first layer's weights.
+
+        A 1x1 image is both NCHW- and NHWC-contiguous, so cuDNN and torch.compile's trace could
+        pick different layouts for the gradient of the 4x4 layer: with NHWC weights, compiling G
+        on CUDA then failed in the backward with an inductor stride assertion. Explicit NHWC
+        strides leave nothing to guess; the values are the same.
+        """
+        weight = self.net[0].weight
+        if weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous():
+            return z[:, None, None, :].permute(0, 3, 1, 2)
+        return z[:, :, None, None]
 
 
 class DCGANDiscriminator(nn.Module):
