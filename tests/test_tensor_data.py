@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -171,3 +172,65 @@ def test_large_folders_stream_per_sample_with_the_same_batches_as_in_memory(tmp_
 def test_negative_in_memory_threshold_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match=r"data\.in_memory_max_images"):
         GANDataModule(source="synthetic", in_memory_max_images=-1)
+
+
+def _attach_device(dm: GANDataModule, device: str) -> None:
+    """What Lightning's trainer gives the datamodule: rank, world size and the strategy's device."""
+    strategy = SimpleNamespace(root_device=torch.device(device))
+    dm.trainer = SimpleNamespace(global_rank=0, world_size=1, strategy=strategy, training=True)
+
+
+def test_on_device_gathers_batches_where_the_trainer_runs_without_pinning() -> None:
+    # "meta" stands in for a GPU on a CPU-only machine: a batch that went through host memory,
+    # or a pin_memory call on it, would not come out on the meta device
+    dm = GANDataModule(source="synthetic", batch_size=8, on_device=True, pin_memory=True)
+    _attach_device(dm, "meta")
+    dm.setup("fit")
+    images, labels = next(iter(dm.train_dataloader()))
+    assert images.device.type == labels.device.type == "meta"
+    assert images.dtype == torch.uint8 and tuple(images.shape) == (8, 1, 32, 32)
+    assert dm.heldout_images(4).images.device.type == "cpu"  # metrics read held-out images on host
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_on_device_batches_on_the_gpu_equal_the_host_batches() -> None:
+    common = dict(source="synthetic", batch_size=16, channels=3, hflip=False, seed=3)
+    host, gpu = GANDataModule(**common), GANDataModule(**common, on_device=True)
+    _attach_device(host, "cpu")
+    _attach_device(gpu, "cuda")
+    host.setup("fit")
+    gpu.setup("fit")
+    for epoch in (0, 1):
+        on_host, on_gpu = _all_batches(host, epoch), _all_batches(gpu, epoch)
+        assert len(on_host) == len(on_gpu) > 0
+        for (x_host, y_host), (x_gpu, y_gpu) in zip(on_host, on_gpu):
+            # the same uint8 images; the GPU's [-1, 1] conversion may round the last bit differently
+            assert x_gpu.is_cuda and torch.allclose(x_gpu.cpu(), x_host, rtol=0, atol=1e-6)
+            assert torch.equal(y_gpu.cpu(), y_host)
+
+
+def test_on_device_with_loader_workers_is_a_config_error_on_an_accelerator_only() -> None:
+    on_cpu = GANDataModule(source="synthetic", on_device=True, num_workers=2)
+    _attach_device(on_cpu, "cpu")
+    on_cpu.setup("fit")  # a no-op on CPU: workers keep working
+    assert on_cpu.train_set is not None and on_cpu.train_set.images.device.type == "cpu"
+    on_gpu = GANDataModule(source="synthetic", on_device=True, num_workers=2)
+    _attach_device(on_gpu, "meta")
+    with pytest.raises(ConfigError, match=r"data\.num_workers.*data\.on_device"):
+        on_gpu.setup("fit")
+
+
+def test_on_device_with_a_folder_streamed_per_sample_is_a_config_error(tmp_path: Path) -> None:
+    _write_folder(tmp_path / "imgs", [(16, 16)] * 6)
+    dm = GANDataModule(
+        source="image_folder",
+        path=str(tmp_path / "imgs"),
+        image_size=16,
+        channels=3,
+        batch_size=2,
+        in_memory_max_images=2,
+        on_device=True,
+    )
+    _attach_device(dm, "meta")
+    with pytest.raises(ConfigError, match=r"data\.on_device.*in_memory_max_images"):
+        dm.setup("fit")

@@ -60,6 +60,7 @@ class GANDataModule(L.LightningDataModule):
         in_memory_max_images: int = 100_000,
         num_classes: int | None = None,
         train_subset: int | None = None,
+        on_device: bool = False,
     ) -> None:
         super().__init__()
         sources.check_source_name(source, SOURCES)
@@ -77,6 +78,8 @@ class GANDataModule(L.LightningDataModule):
             raise ConfigError("data.train_subset", train_subset, "must be >= 1, or null for all")
         self.save_hyperparameters(logger=False)
         self.train_subset = train_subset  # the first N training images only (debug=overfit)
+        # the uint8 training tensor lives on the training device: no per-batch host-to-device copy
+        self.on_device = on_device
         self.source, self.path = source, Path(path).expanduser() if path else None
         self.data_dir = Path(data_dir).expanduser()
         self.image_size, self.channels = image_size, channels
@@ -202,6 +205,8 @@ class GANDataModule(L.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         self._ensure_loaded()
+        if self.on_device:
+            self._move_train_set_to_device()
         if (
             self.configured_num_classes is not None
             and self.configured_num_classes != self.num_classes
@@ -211,6 +216,31 @@ class GANDataModule(L.LightningDataModule):
                 self.configured_num_classes,
                 f"the data has {self.num_classes} classes; set data.num_classes={self.num_classes}",
             )
+
+    def _move_train_set_to_device(self) -> None:
+        """On an accelerator, hold the uint8 training set there (a no-op on CPU)."""
+        device = self.trainer.strategy.root_device if self.trainer is not None else None
+        if device is None or device.type == "cpu":
+            return
+        if self.train_files is not None:
+            raise ConfigError(
+                "data.on_device",
+                True,
+                f"this folder has more than data.in_memory_max_images={self.in_memory_max_images} "
+                "training images, so they are decoded per sample, not held as one tensor; raise "
+                "data.in_memory_max_images or set data.on_device=false",
+            )
+        if self.num_workers > 0:
+            raise ConfigError(
+                "data.num_workers",
+                self.num_workers,
+                f"data.on_device=true gathers batches on {device} in the training process, "
+                "without loader workers; set data.num_workers=0 or data.on_device=false",
+            )
+        assert self.train_set is not None
+        if self.train_set.images.device != device:
+            self.train_set = self.train_set.to(device)
+            log.info("training images held on %s (%d images)", device, len(self.train_set))
 
     # ----------------------------------------------------------------------------- batching
     def world(self) -> tuple[int, int]:
@@ -258,7 +288,8 @@ class GANDataModule(L.LightningDataModule):
             batch_size=None,  # the sampler yields whole batches of indices
             sampler=self.sampler,
             num_workers=self.num_workers,
-            pin_memory=self.pin_memory,
+            # pinning is for host tensors; batches gathered on the GPU are already there
+            pin_memory=self.pin_memory and self.train_set.images.device.type == "cpu",
             persistent_workers=self.num_workers > 0,
         )
 

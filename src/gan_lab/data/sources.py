@@ -43,6 +43,9 @@ class ImageSet:
     def subset(self, index: torch.Tensor) -> ImageSet:
         return ImageSet(self.images[index], self.labels[index], self.class_names)
 
+    def to(self, device: torch.device | str) -> ImageSet:
+        return ImageSet(self.images.to(device), self.labels.to(device), self.class_names)
+
 
 def _missing_torchvision_dataset(name: str, root: Path, err: Exception) -> DataNotFoundError:
     return DataNotFoundError(
