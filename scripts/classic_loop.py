@@ -139,11 +139,14 @@ class PlainGAN:
         channels_last: bool = False,
         ema_decay: float | None = None,
         optimizers: tuple[OptimizerFactory, OptimizerFactory] | None = None,
+        device: torch.device | str = "cpu",
     ) -> None:
         if recipe not in ("classic", "plain"):
             raise ValueError(f"recipe must be classic or plain, got {recipe!r}")
         layout = torch.channels_last if channels_last else torch.contiguous_format
-        self.G, self.D = generator.to(memory_format=layout), discriminator.to(memory_format=layout)
+        self.device = torch.device(device)
+        self.G = generator.to(self.device, memory_format=layout)
+        self.D = discriminator.to(self.device, memory_format=layout)
         self.recipe, self.bf16, self.layout = recipe, bf16, layout
         # The tutorials' Adam (2e-4, betas 0.5/0.999, torch's default implementation) unless given.
         make_g, make_d = optimizers or (partial(torch.optim.Adam, lr=2e-4, betas=(0.5, 0.999)),) * 2
@@ -156,13 +159,15 @@ class PlainGAN:
         self.latent_dim = generator.latent_dim
 
     def autocast(self) -> torch.autocast | nullcontext:
-        return torch.autocast("cpu", dtype=torch.bfloat16) if self.bf16 else nullcontext()
+        return (
+            torch.autocast(self.device.type, dtype=torch.bfloat16) if self.bf16 else nullcontext()
+        )
 
     def step(self, real: torch.Tensor) -> None:
         """One D update and one G update (no host sync: nothing is read back)."""
         real = real.contiguous(memory_format=self.layout)
         n = real.shape[0]
-        z = torch.randn(n, self.latent_dim)
+        z = torch.randn(n, self.latent_dim, device=self.device)
         with self.autocast():
             if self.recipe == "classic":
                 fake = self.G(z)
@@ -181,7 +186,7 @@ class PlainGAN:
         )  # as Lightning's toggle_optimizer does: no D grads in the G step
         with self.autocast():
             if self.recipe == "plain":
-                fake = self.G(torch.randn(n, self.latent_dim))
+                fake = self.G(torch.randn(n, self.latent_dim, device=self.device))
             g_loss = F.softplus(-self.D(fake).float()).mean()
         self.opt_g.zero_grad(set_to_none=True)
         g_loss.backward()

@@ -130,3 +130,26 @@ def test_pyspy_summary_buckets_samples_by_the_first_matching_rule() -> None:
         "autograd backward (conv/linear kernels)": 3,
         "Lightning / framework outside the step": 1,
     }
+
+
+def test_bench_gpu_variants_compose_to_the_settings_their_names_promise(tmp_path: Path) -> None:
+    import bench_gpu
+
+    for variant, (kind, overrides) in bench_gpu.VARIANTS.items():
+        cfg = bench_gpu.compose("dcgan32", overrides, str(tmp_path))
+        assert (cfg.data.source, cfg.data.image_size, cfg.trainer.accelerator) == (
+            "synthetic",
+            32,
+            "gpu",
+        )
+        precision = "32-true" if "fp32" in variant else "16-mixed" if "fp16" in variant else None
+        assert cfg.trainer.precision == (precision or "bf16-mixed"), variant
+        nhwc = "_cl" in variant or variant in ("ganlab_guarded", "ganlab_compiled")
+        assert cfg.model.channels_last is nhwc, variant
+        assert cfg.model.compile_networks is variant.endswith("compiled"), variant
+        assert cfg.data.on_device is (not variant.endswith("_host")), variant
+        callbacks = set(cfg.get("callbacks") or {})
+        assert callbacks == (
+            {"divergence_guard", "health_monitor"} if "guarded" in variant else set()
+        )
+        assert kind == ("plain" if variant.startswith("plain") else "lightning")
