@@ -35,6 +35,11 @@ def _write_folder(root: Path, sizes: list[tuple[int, int]], classes: int = 2) ->
     return written
 
 
+def _folder_datamodule(root: Path, **kwargs: object) -> GANDataModule:
+    """A datamodule over a folder of 16x16 RGB test images."""
+    return GANDataModule(source="image_folder", path=str(root), image_size=16, channels=3, **kwargs)
+
+
 def _all_batches(dm: GANDataModule, epoch: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
     loader = dm.train_dataloader()
     assert dm.sampler is not None
@@ -96,13 +101,7 @@ def test_folder_images_and_labels_match_torchvision_image_folder(tmp_path: Path)
     from torchvision.transforms import CenterCrop, Compose, PILToTensor
 
     _write_folder(tmp_path / "imgs", [(16, 16), (20, 16), (16, 24), (16, 16)] * 3)
-    dm = GANDataModule(
-        source="image_folder",
-        path=str(tmp_path / "imgs"),
-        image_size=16,
-        channels=3,
-        heldout_fraction=0.25,
-    )
+    dm = _folder_datamodule(tmp_path / "imgs", heldout_fraction=0.25)
     classic = ImageFolder(
         str(tmp_path / "imgs"), transform=Compose([CenterCrop(16), PILToTensor()])
     )
@@ -222,15 +221,7 @@ def test_on_device_with_loader_workers_is_a_config_error_on_an_accelerator_only(
 
 def test_on_device_with_a_folder_streamed_per_sample_is_a_config_error(tmp_path: Path) -> None:
     _write_folder(tmp_path / "imgs", [(16, 16)] * 6)
-    dm = GANDataModule(
-        source="image_folder",
-        path=str(tmp_path / "imgs"),
-        image_size=16,
-        channels=3,
-        batch_size=2,
-        in_memory_max_images=2,
-        on_device=True,
-    )
+    dm = _folder_datamodule(tmp_path / "imgs", batch_size=2, in_memory_max_images=2, on_device=True)
     _attach_device(dm, "meta")
     with pytest.raises(ConfigError, match=r"data\.on_device.*in_memory_max_images"):
         dm.setup("fit")
