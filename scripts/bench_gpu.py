@@ -101,20 +101,7 @@ def run_plain(cfg: Any, watch: Stopwatch, bf16: bool, channels_last: bool) -> No
 
     from gan_lab.data.tensor_data import uint8_to_float
 
-    optimizers = (
-        hydra.utils.instantiate(cfg.model.optimizer_g),
-        hydra.utils.instantiate(cfg.model.optimizer_d),
-    )
-    gan = classic_loop.PlainGAN(
-        hydra.utils.instantiate(cfg.model.generator),
-        hydra.utils.instantiate(cfg.model.discriminator),
-        recipe="plain",
-        bf16=bf16,
-        channels_last=channels_last,
-        ema_decay=cfg.model.ema_decay,
-        optimizers=optimizers,
-        device="cuda",
-    )
+    gan = classic_loop.plain_gan(cfg, bf16=bf16, channels_last=channels_last, device="cuda")
     dm = hydra.utils.instantiate(cfg.data)
     dm.setup("fit")
     images = dm.train_set.images.cuda()

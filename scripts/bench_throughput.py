@@ -102,21 +102,15 @@ def run_plain(setup: classic_loop.Setup, variant: str) -> None:
 
     kind, overrides = VARIANTS[variant]
     cfg = classic_loop.compose(setup, *overrides)
-    G, D = (
-        hydra.utils.instantiate(cfg.model.generator),
-        hydra.utils.instantiate(cfg.model.discriminator),
-    )
     if kind == "classic":
+        G, D = (
+            hydra.utils.instantiate(cfg.model.generator),
+            hydra.utils.instantiate(cfg.model.discriminator),
+        )
         gan = classic_loop.PlainGAN(G, D, recipe="classic")
         batches = classic_loop.forever(classic_loop.torchvision_loader(setup))
     else:
-        optimizers = (
-            hydra.utils.instantiate(cfg.model.optimizer_g),
-            hydra.utils.instantiate(cfg.model.optimizer_d),
-        )
-        gan = classic_loop.PlainGAN(
-            G, D, recipe="plain", ema_decay=cfg.model.ema_decay, optimizers=optimizers
-        )
+        gan = classic_loop.plain_gan(cfg)
         dm = hydra.utils.instantiate(cfg.data)
         dm.setup("fit")
 

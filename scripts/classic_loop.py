@@ -199,6 +199,27 @@ class PlainGAN:
         return self.ema.module if self.ema is not None else self.G
 
 
+def plain_gan(cfg: DictConfig, **options: object) -> PlainGAN:
+    """gan-lab's step written by hand, with the config's networks, optimizers and EMA decay.
+
+    ``options`` go to PlainGAN (``bf16``, ``channels_last``, ``device``).
+    """
+    import hydra
+
+    optimizers = (
+        hydra.utils.instantiate(cfg.model.optimizer_g),
+        hydra.utils.instantiate(cfg.model.optimizer_d),
+    )
+    return PlainGAN(
+        hydra.utils.instantiate(cfg.model.generator),
+        hydra.utils.instantiate(cfg.model.discriminator),
+        recipe="plain",
+        ema_decay=cfg.model.ema_decay,
+        optimizers=optimizers,
+        **options,
+    )
+
+
 def train_for(
     gan: PlainGAN,
     batches: Iterator[torch.Tensor],
