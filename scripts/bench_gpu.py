@@ -20,16 +20,23 @@ and the median over rounds is printed. Variants:
 - ``ganlab_guarded``: ``ganlab_bf16_cl`` plus the divergence guard and health monitor callbacks
   (they read values back every step);
 - ``ganlab_fp32_compiled`` / ``ganlab_compiled``: plus ``model.compile_networks=true``.
+
+``--profile DIR`` then runs each variant once more under cProfile, over the timed steps only, and
+prints the functions with the most host time per G step (e.g. Lightning's ``log_dict``); the
+profiled runs are slower and do not enter the table.
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
 import json
+import pstats
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -77,21 +84,36 @@ def compose(setup_name: str, overrides: tuple[str, ...], workdir: str) -> Any:
 
 
 class Stopwatch:
-    """Times ``steps`` G steps after ``warmup``, between two device synchronisations."""
+    """Times ``steps`` G steps after ``warmup``, between two device synchronisations.
 
-    def __init__(self, warmup: int, steps: int) -> None:
+    With a profiler, the profile covers exactly the timed steps (not start-up or warm-up), so its
+    per-call costs divide by ``steps`` into host time per step.
+    """
+
+    def __init__(
+        self,
+        warmup: int,
+        steps: int,
+        profiler: cProfile.Profile | None = None,
+        synchronize: Callable[[], None] = torch.cuda.synchronize,
+    ) -> None:
         self.warmup, self.steps, self.done = warmup, steps, 0
+        self.profiler, self.synchronize = profiler, synchronize
         self.start = self.seconds = 0.0
 
     def step_done(self) -> bool:
         """Call after each G step; True once the timed steps are done."""
         self.done += 1
         if self.done == self.warmup:
-            torch.cuda.synchronize()
+            self.synchronize()
+            if self.profiler is not None:
+                self.profiler.enable()
             self.start = time.perf_counter()
         elif self.done == self.warmup + self.steps:
-            torch.cuda.synchronize()
+            self.synchronize()
             self.seconds = time.perf_counter() - self.start
+            if self.profiler is not None:
+                self.profiler.disable()
             return True
         return False
 
@@ -132,10 +154,12 @@ def run_lightning(cfg: Any, watch: Stopwatch) -> None:
     trainer.fit(model, datamodule=datamodule)
 
 
-def steps_per_second(setup: str, variant: str, warmup: int, steps: int) -> float:
+def steps_per_second(
+    setup: str, variant: str, warmup: int, steps: int, profiler: cProfile.Profile | None = None
+) -> float:
     kind, overrides = VARIANTS[variant]
     torch.manual_seed(0)
-    watch = Stopwatch(warmup, steps)
+    watch = Stopwatch(warmup, steps, profiler)
     with tempfile.TemporaryDirectory() as workdir:
         cfg = compose(setup, overrides, workdir)
         if kind == "plain":
@@ -145,6 +169,30 @@ def steps_per_second(setup: str, variant: str, warmup: int, steps: int) -> float
             run_lightning(cfg, watch)
     torch.cuda.empty_cache()
     return steps / watch.seconds
+
+
+def host_ms_per_step(stats: pstats.Stats, steps: int, top: int) -> list[tuple[str, float, float]]:
+    """(function, own ms per step, cumulative ms per step) of the ``top`` functions by cumulative
+    time: where the host spends a step, e.g. Lightning's ``log_dict``."""
+    rows = []
+    for (filename, line, name), (_, _, own, cumulative, _) in stats.stats.items():  # type: ignore[attr-defined]
+        rows.append(
+            (f"{Path(filename).name}:{line}({name})", 1e3 * own / steps, 1e3 * cumulative / steps)
+        )
+    return sorted(rows, key=lambda row: row[2], reverse=True)[:top]
+
+
+def profile_variant(
+    setup: str, variant: str, warmup: int, steps: int, out_dir: Path, top: int
+) -> None:
+    profiler = cProfile.Profile()
+    rate = steps_per_second(setup, variant, warmup, steps, profiler)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    profiler.dump_stats(out_dir / f"{setup}-{variant}.prof")
+    print(f"\n{setup} {variant} under cProfile: {rate:.1f} G steps/s; host ms per G step:")
+    print(f"{'cumulative':>10} {'own':>8}  function")
+    for function, own, cumulative in host_ms_per_step(pstats.Stats(profiler), steps, top):
+        print(f"{cumulative:10.3f} {own:8.3f}  {function}")
 
 
 def main() -> None:
@@ -157,6 +205,15 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=300, help="timed G steps per variant")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="also run each variant once under cProfile (timed steps only): DIR/<setup>-<variant>"
+        ".prof, and the functions with the most host time per step printed",
+    )
+    parser.add_argument("--profile-top", type=int, default=15)
     args = parser.parse_args()
     if not torch.cuda.is_available():
         parser.error("needs a CUDA GPU (CPU throughput: scripts/bench_throughput.py)")
@@ -172,6 +229,12 @@ def main() -> None:
                 print(f"{setup} {variant}: {rate:.1f} G steps/s", flush=True)
                 if args.json:  # after every run: a cut-off benchmark keeps what it measured
                     args.json.write_text(json.dumps(report, indent=1))
+    if args.profile:  # after the timed rounds: the profiler's own cost must not touch the rates
+        for setup in args.setups:
+            for variant in args.variants:
+                profile_variant(
+                    setup, variant, args.warmup, args.steps, args.profile, args.profile_top
+                )
     print(f"\n{report['device']}, torch {report['torch']}, median of {args.rounds} rounds")
     for setup in args.setups:
         batch = classic_loop.SETUPS[setup].batch_size

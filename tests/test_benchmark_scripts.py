@@ -153,3 +153,34 @@ def test_bench_gpu_variants_compose_to_the_settings_their_names_promise(tmp_path
             {"divergence_guard", "health_monitor"} if "guarded" in variant else set()
         )
         assert kind == ("plain" if variant.startswith("plain") else "lightning")
+
+
+def test_bench_gpu_profiles_only_the_timed_steps_and_reports_per_step_costs() -> None:
+    import cProfile
+    import pstats
+
+    import bench_gpu
+
+    def warmup_work() -> None:
+        sum(range(1000))
+
+    def timed_work() -> None:
+        sum(range(1000))
+
+    profiler = cProfile.Profile()
+    watch = bench_gpu.Stopwatch(warmup=3, steps=4, profiler=profiler, synchronize=lambda: None)
+    finished = []
+    for step in range(7):
+        (warmup_work if step < 3 else timed_work)()
+        finished.append(watch.step_done())
+    assert finished == [False] * 6 + [True]
+    assert watch.seconds > 0
+    rows = bench_gpu.host_ms_per_step(pstats.Stats(profiler), steps=4, top=1000)
+    names = [function for function, _, _ in rows]
+    assert any("timed_work" in name for name in names)
+    assert not any("warmup_work" in name for name in names)
+    # 4 calls over 4 steps: the per-step figure is one call's time
+    stats = pstats.Stats(profiler).stats  # type: ignore[attr-defined]
+    total = next(v[3] for k, v in stats.items() if k[2] == "timed_work")
+    timed = next(row for row in rows if "timed_work" in row[0])
+    assert abs(timed[2] - 1e3 * total / 4) < 1e-9
