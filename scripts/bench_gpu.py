@@ -97,6 +97,12 @@ class Stopwatch:
         profiler: cProfile.Profile | None = None,
         synchronize: Callable[[], None] = torch.cuda.synchronize,
     ) -> None:
+        # the clock starts when the warm-up's last step ends: without one it would never start
+        if warmup < 1 or steps < 1:
+            raise ValueError(
+                f"warmup={warmup}, steps={steps}: both must be >= 1 (the clock starts after the "
+                "last warm-up step)"
+            )
         self.warmup, self.steps, self.done = warmup, steps, 0
         self.profiler, self.synchronize = profiler, synchronize
         self.start = self.seconds = 0.0
@@ -215,6 +221,9 @@ def main() -> None:
     )
     parser.add_argument("--profile-top", type=int, default=15)
     args = parser.parse_args()
+    for flag, value in (("--warmup", args.warmup), ("--steps", args.steps)):
+        if value < 1:
+            parser.error(f"{flag} {value}: must be >= 1 (timing starts after the warm-up steps)")
     if not torch.cuda.is_available():
         parser.error("needs a CUDA GPU (CPU throughput: scripts/bench_throughput.py)")
     rates: dict[str, dict[str, list[float]]] = {

@@ -184,3 +184,23 @@ def test_bench_gpu_profiles_only_the_timed_steps_and_reports_per_step_costs() ->
     total = next(v[3] for k, v in stats.items() if k[2] == "timed_work")
     timed = next(row for row in rows if "timed_work" in row[0])
     assert abs(timed[2] - 1e3 * total / 4) < 1e-9
+
+
+@pytest.mark.parametrize(("warmup", "steps"), [(0, 10), (5, 0)])
+def test_bench_gpu_stopwatch_rejects_a_count_it_could_never_time(warmup: int, steps: int) -> None:
+    import bench_gpu
+
+    # with warmup=0 the clock never started and the rate came out as steps / time-since-epoch
+    with pytest.raises(ValueError, match=f"warmup={warmup}, steps={steps}"):
+        bench_gpu.Stopwatch(warmup=warmup, steps=steps, synchronize=lambda: None)
+
+
+def test_bench_gpu_rejects_zero_warmup_before_looking_for_a_gpu() -> None:
+    result = subprocess.run(
+        [sys.executable, str(SCRIPTS / "bench_gpu.py"), "--warmup", "0"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert "--warmup 0: must be >= 1" in result.stderr
