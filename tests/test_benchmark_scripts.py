@@ -204,3 +204,29 @@ def test_bench_gpu_rejects_zero_warmup_before_looking_for_a_gpu() -> None:
     )
     assert result.returncode == 2
     assert "--warmup 0: must be >= 1" in result.stderr
+
+
+def test_probe_precision_measures_bf16_against_fp32_on_the_same_batch() -> None:
+    import torch
+
+    import probe_precision
+    from gan_lab.models.nets.dcgan import DCGANDiscriminator, DCGANGenerator
+
+    torch.manual_seed(0)
+    G = DCGANGenerator(latent_dim=16, image_size=16, channels=3, width=8).train()
+    D = DCGANDiscriminator(image_size=16, channels=3, width=8)
+    batches = [(torch.randn(32, 16), torch.rand(32, 3, 16, 16) * 2 - 1) for _ in range(2)]
+    fidelity = probe_precision.gradient_fidelity(G, D, batches)
+    params = [("G", n) for n, _ in G.named_parameters()] + [
+        ("D", n) for n, _ in D.named_parameters()
+    ]
+    assert {(net, name) for net, name, _ in fidelity} == set(params)
+    for (_, _, variant), (cosine, ratio) in fidelity.items():
+        if variant.startswith("bf16"):  # rounding moves a gradient by well under 5 degrees
+            assert cosine > 0.99 and abs(ratio - 1) < 0.05, (variant, cosine, ratio)
+    # another batch moves D's first-layer gradient much further than bf16 does
+    assert fidelity["D", "net.0.weight", "fp32 next batch"][0] < 0.9
+    rows = probe_precision.d_resolution(D, torch.cat([real for _, real in batches]), [0.5, 16])
+    (_, small, _), (_, large, corr_large) = rows
+    assert large > 10 * small  # the response grows with the perturbation
+    assert corr_large > 0.99  # a 16-level change is far above bf16's rounding
