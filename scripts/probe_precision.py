@@ -1,9 +1,11 @@
 """What bf16 autocast does to one GAN step, measured against fp32 on the same weights and batch.
 
+    GAN_DATA_DIR=/path/to/data python scripts/probe_precision.py RUN.ckpt
     GAN_DATA_DIR=/path/to/data python scripts/probe_precision.py G.pt --d-steps 100
 
-Loads a generator that bench_quality.py saved (``--keep``), trains a fresh discriminator against
-it for ``--d-steps`` fp32 steps (bench_quality keeps no D), then, over ``--batches`` batches:
+Takes G and D from a gan-lab Lightning checkpoint, or a generator that bench_quality.py saved
+(``--keep``) and a fresh discriminator trained against it for ``--d-steps`` fp32 steps
+(bench_quality keeps no D). Then, over ``--batches`` batches:
 
 1. **Gradient fidelity**: each layer's gradient of the non-saturating G and D losses under bf16
    autocast (NCHW and channels_last), as cosine similarity and norm ratio to the fp32 gradient of
@@ -131,21 +133,41 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("generator", type=Path, help="a generator saved by bench_quality.py")
+    parser.add_argument(
+        "networks", type=Path, help="a gan-lab .ckpt, or a generator saved by bench_quality.py"
+    )
     parser.add_argument("--setup", choices=sorted(classic_loop.SETUPS), default="dcgan32")
     parser.add_argument("--d-steps", type=int, default=100, help="fp32 D steps against fixed G")
     parser.add_argument("--batches", type=int, default=4)
     parser.add_argument("--levels", type=float, nargs="+", default=[0.5, 1, 4, 16])
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
-    if not args.generator.is_file():
-        parser.error(f"{args.generator}: no such file (bench_quality.py --keep DIR saves them)")
+    if not args.networks.is_file():
+        parser.error(
+            f"{args.networks}: no such file (a gan-train checkpoint, or bench_quality.py "
+            "--keep DIR's generators)"
+        )
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     setup = classic_loop.SETUPS[args.setup]
-    G = torch.load(args.generator, map_location="cpu", weights_only=False)["generator"]
+    G, D = classic_loop.networks(setup)
+    saved = torch.load(args.networks, map_location="cpu", weights_only=False)
+    if "state_dict" in saved:  # a Lightning checkpoint: the trained pair
+        for prefix, net in (("generator.", G), ("discriminator.", D)):
+            weights = {
+                k[len(prefix) :]: v for k, v in saved["state_dict"].items() if k.startswith(prefix)
+            }
+            try:
+                net.load_state_dict(weights)
+            except RuntimeError as err:
+                parser.error(
+                    f"{args.networks}: its {prefix[:-1]} is not the one --setup {args.setup} "
+                    f"builds (pick the setup the run trained): {str(err)[:300]}"
+                )
+        args.d_steps, source = 0, f"G and D at G step {saved['global_step']}"
+    else:
+        G, source = saved["generator"], f"G; D trained {args.d_steps} fp32 steps against it"
     G = layout(G.float(), False).train()
-    _, D = classic_loop.networks(setup)
     import hydra
 
     images = hydra.utils.instantiate(classic_loop.compose(setup).data).load_split("train").images
@@ -163,7 +185,7 @@ def main() -> None:
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-    print(f"{args.generator}: D trained {args.d_steps} fp32 steps against it, D loss {loss:.4f}")
+    print(f"{args.networks}: {source}")
     batches = [(torch.randn(n, latent), real_batch()) for _ in range(args.batches)]
     print_fidelity(gradient_fidelity(G, D, batches))
     print_resolution(d_resolution(D, torch.cat([real for _, real in batches]), args.levels))
