@@ -25,6 +25,8 @@ Long budgets: ``--snapshot-minutes 30 60 90`` also saves each recipe's generator
 (scored as ``label@30min`` rows, with ``--snapshot-samples``), which shows whether a recipe
 improves steadily or collapses. ``--keep DIR`` keeps the trained generators; the same command with
 ``--score-only`` scores them again without training (e.g. after a run trained with ``--no-fid``).
+Each gan-lab run also leaves its final Lightning checkpoint there (``<dataset>-<label>.ckpt``: G, D,
+EMA, optimizer states), the input of ``scripts/probe_precision.py``.
 """
 
 from __future__ import annotations
@@ -174,11 +176,16 @@ def train_gan_lab(recipe: Recipe, budget: Budget, workdir: str, out: Path) -> li
     saved: list[Path] = []
     start_wall, start_cpu = time.perf_counter(), tree_cpu_seconds()
     callback = _cpu_budget_callback(start_cpu, budget, out, info, saved)
-    trainer = hydra.utils.instantiate(cfg.trainer, callbacks=[callback], logger=False)
+    # no per-epoch checkpoints inside the budget; the final one is saved after it (below)
+    trainer = hydra.utils.instantiate(
+        cfg.trainer, callbacks=[callback], logger=False, enable_checkpointing=False
+    )
     trainer.fit(model, datamodule=datamodule)
     info["g_steps"] = int(trainer.global_step)
     info["wall_s"] = time.perf_counter() - start_wall
     info["cpu_s"] = tree_cpu_seconds() - start_cpu
+    # G, D, EMA and optimizer states, e.g. for scripts/probe_precision.py
+    trainer.save_checkpoint(out.with_suffix(".ckpt"))
     return [*saved, save_gan_lab(model, info, out)]
 
 

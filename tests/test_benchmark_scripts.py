@@ -48,7 +48,7 @@ def test_cpu_budget_clock_counts_the_work_of_child_processes() -> None:
 def test_bench_quality_trains_each_recipe_for_the_budget_and_scores_it(tmp_path: Path) -> None:
     args = "--datasets mnist --steps 3 --samples 40 --no-fid --variant bf16="
     args += " --variant fp32=trainer.precision=32-true"
-    cache = ["--cache-dir", str(tmp_path / "cache")]
+    cache = ["--cache-dir", str(tmp_path / "cache"), "--keep", str(tmp_path / "keep")]
     report = run_script("bench_quality.py", *args.split(), *cache, cwd=tmp_path)
     rows = report["mnist"]
     assert set(rows) == {"bf16", "fp32", "classic"}
@@ -56,6 +56,25 @@ def test_bench_quality_trains_each_recipe_for_the_budget_and_scores_it(tmp_path:
     assert rows["bf16"]["precision"] == "bf16-mixed" and rows["fp32"]["precision"] == "32-true"
     for row in rows.values():
         assert math.isfinite(row["classifier_fd"]["classifier_fd"]) and row["cpu_s"] > 0
+    # each gan-lab run leaves its final checkpoint (G and D), which probe_precision reads
+    ckpt = tmp_path / "keep" / "mnist-bf16.ckpt"
+    assert sorted(p.name for p in (tmp_path / "keep").glob("*.ckpt")) == [
+        "mnist-bf16.ckpt",
+        "mnist-fp32.ckpt",
+    ]
+    probe = subprocess.run(
+        [
+            *(sys.executable, str(SCRIPTS / "probe_precision.py"), str(ckpt)),
+            *("--setup", "dcgan32_mnist", "--batches", "2", "--threads", "1"),
+        ],
+        env={**os.environ, "GAN_DATA_DIR": str(DATA_DIR)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert probe.returncode == 0, probe.stderr[-3000:]
+    assert "G and D at G step 3" in probe.stdout
+    assert "| net.0.weight |" in probe.stdout
 
 
 @pytest.mark.slow
