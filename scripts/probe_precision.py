@@ -3,9 +3,9 @@
     GAN_DATA_DIR=/path/to/data python scripts/probe_precision.py RUN.ckpt
     GAN_DATA_DIR=/path/to/data python scripts/probe_precision.py G.pt --d-steps 100
 
-Takes G and D from a gan-lab Lightning checkpoint, or a generator that bench_quality.py saved
-(``--keep``) and a fresh discriminator trained against it for ``--d-steps`` fp32 steps
-(bench_quality keeps no D). Then, over ``--batches`` batches:
+Takes G and D from a gan-lab Lightning checkpoint (e.g. the ``<dataset>-<label>.ckpt`` that
+bench_quality.py leaves in ``--keep``), or a saved generator ``.pt`` (it holds no D) and a fresh
+discriminator trained against it for ``--d-steps`` fp32 steps. Then, over ``--batches`` batches:
 
 1. **Gradient fidelity**: each layer's gradient of the non-saturating G and D losses under bf16
    autocast (NCHW and channels_last), as cosine similarity and norm ratio to the fp32 gradient of
