@@ -31,7 +31,7 @@ from torch import Tensor, nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import classic_loop
-from gan_lab.data.tensor_data import uint8_to_float
+from gan_lab.data.tensor_data import random_hflip, uint8_to_float
 from gan_lab.models.losses import get_loss
 
 LOSS = get_loss("non_saturating")
@@ -71,14 +71,13 @@ def gradient_fidelity(G: nn.Module, D: nn.Module, batches: list[tuple[Tensor, Te
     """(net, parameter, variant) -> mean (cosine, norm ratio) to the same batch's fp32 gradient."""
     rows: dict[tuple[str, str, str], list[tuple[float, float]]] = {}
     for which in ("G", "D"):
+        fp32 = [gradients(which, G, D, z, real, bf16=False, cl=False) for z, real in batches]
         for i, (z, real) in enumerate(batches):
-            ref = gradients(which, G, D, z, real, bf16=False, cl=False)
+            ref = fp32[i]
             other = {
                 "bf16": gradients(which, G, D, z, real, bf16=True, cl=False),
                 "bf16 channels_last": gradients(which, G, D, z, real, bf16=True, cl=True),
-                "fp32 next batch": gradients(
-                    which, G, D, *batches[(i + 1) % len(batches)], bf16=False, cl=False
-                ),
+                "fp32 next batch": fp32[(i + 1) % len(batches)],
             }
             for name, r in ref.items():
                 for variant, grads in other.items():
@@ -174,8 +173,7 @@ def main() -> None:
     n, latent = setup.batch_size, int(G.latent_dim)
 
     def real_batch() -> Tensor:
-        x = uint8_to_float(images[torch.randint(len(images), (n,))])
-        return torch.where(torch.rand(n, 1, 1, 1) < 0.5, x.flip(3), x)  # the recipe's flips
+        return random_hflip(uint8_to_float(images[torch.randint(len(images), (n,))]))
 
     opt = torch.optim.Adam(D.parameters(), 2e-4, betas=(0.5, 0.999))
     for _ in range(args.d_steps):

@@ -20,6 +20,7 @@ from gan_lab.data.tensor_data import (
     TensorImageDataset,
     cache_key,
     load_cached,
+    random_hflip,
     resize_uint8,
     store_cached,
     to_model_shape,
@@ -316,8 +317,7 @@ class GANDataModule(L.LightningDataModule):
         images, labels = batch
         images = uint8_to_float(images)
         if self.hflip and self.trainer is not None and self.trainer.training:
-            flip = torch.rand(images.shape[0], device=images.device) < 0.5
-            images = torch.where(flip[:, None, None, None], images.flip(-1), images)
+            images = random_hflip(images)
         return images, labels
 
     def state_dict(self) -> dict[str, Any]:

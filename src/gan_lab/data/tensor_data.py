@@ -69,6 +69,12 @@ def uint8_to_float(images: torch.Tensor, dtype: torch.dtype = torch.float32) -> 
     return images.to(dtype).div_(127.5).sub_(1.0)
 
 
+def random_hflip(images: torch.Tensor) -> torch.Tensor:
+    """Each image mirrored left-right with probability 1/2: one draw per image, whole batch at once."""
+    flip = torch.rand(images.shape[0], device=images.device) < 0.5
+    return torch.where(flip[:, None, None, None], images.flip(-1), images)
+
+
 def float_to_uint8(images: torch.Tensor) -> torch.Tensor:
     """float [-1, 1] -> uint8, rounding (not truncating) as the FID protocol does."""
     return ((images.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
