@@ -8,8 +8,8 @@ import hydra
 import pytest
 from omegaconf import OmegaConf
 
-from gan_lab.config import validate_config
 from gan_lab.models.gan_module import GANModule
+from gan_lab.preflight import validate_config
 from gan_lab.train import CONFIG_PATH
 
 EXPERIMENTS = sorted(p.stem for p in (Path(CONFIG_PATH) / "experiment").glob("*.yaml"))

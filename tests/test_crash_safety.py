@@ -16,7 +16,7 @@ from gan_lab.checkpoint_io import (
     CheckpointError,
     atomic_torch_save,
     find_latest_good,
-    load_checkpoint,
+    read_checkpoint,
     resolve_resume_path,
 )
 from tests.test_signals import TRAINING_STARTED, start_gan_train, wait_for_text, wait_until
@@ -50,7 +50,7 @@ def test_truncated_checkpoint_gives_one_clear_line(tmp_path: Path) -> None:
     path = write(tmp_path / "last.ckpt", 5)
     truncate(path)
     with pytest.raises(CheckpointError) as err:
-        load_checkpoint(path)
+        read_checkpoint(path)
     assert "\n" not in str(err.value)
     assert "cannot be loaded safely" in str(
         err.value
@@ -71,7 +71,7 @@ def test_tampered_checkpoint_never_runs_code(tmp_path: Path) -> None:
     marker, path = tmp_path / "pwned", tmp_path / "evil.ckpt"
     torch.save({"state_dict": {}, "hook": Payload(marker)}, path)
     with pytest.raises(CheckpointError, match="tampered"):
-        load_checkpoint(path)
+        read_checkpoint(path)
     assert not marker.exists()
     torch.load(path, weights_only=False)  # the payload is live: an unsafe load would have run it
     assert marker.exists()
@@ -97,7 +97,7 @@ def test_interrupted_write_keeps_the_old_file_and_leaves_no_temp(
     with pytest.raises(KeyboardInterrupt):
         atomic_torch_save(resumable(2), path)
     monkeypatch.undo()
-    assert load_checkpoint(path)["global_step"] == 1
+    assert read_checkpoint(path)["global_step"] == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt"]
 
 
@@ -167,15 +167,15 @@ def test_repeated_sigkill_never_leaves_an_unloadable_checkpoint(tmp_path: Path) 
         proc.wait(timeout=30)
         torn_writes += len(list((run_dir / "checkpoints").glob(".*.tmp")))
         for path in sorted((run_dir / "checkpoints").glob("*.ckpt")):  # every checkpoint loads
-            checkpoint_io.check_resumable(load_checkpoint(path), path)
+            checkpoint_io.check_resumable(read_checkpoint(path), path)
         latest = find_latest_good([run_dir / "checkpoints"])
         assert latest is not None
-        progress.append(load_checkpoint(latest)["global_step"])
+        progress.append(read_checkpoint(latest)["global_step"])
     assert progress == sorted(progress) and progress[-1] > 0, progress
     log_file = tmp_path / "final.log"
     proc = start_gan_train(run_dir, log_file, *common)
     assert proc.wait(timeout=300) == 0, log_file.read_text()[-3000:]
-    assert load_checkpoint(last)["global_step"] == steps
+    assert read_checkpoint(last)["global_step"] == steps
     print(
         f"global step after each of the 10 kills: {progress}; kills inside a write: {torn_writes}"
     )

@@ -20,8 +20,8 @@ from torch import nn
 from gan_lab.data.tensor_data import EpochBatchSampler, uint8_to_float
 from gan_lab.distributed import check_ddp_launch, is_rank_zero
 from gan_lab.errors import ConfigError
-from gan_lab.models.noise import rank_noise
 from gan_lab.train import train
+from gan_lab.training.noise import rank_noise
 from tests.conftest import compose_train_config
 
 TINY = (
@@ -64,7 +64,7 @@ def test_each_rank_gets_its_slice_of_the_same_global_noise() -> None:
 
 # ------------------------------------------------------------------------------ config checks
 def test_global_batch_must_divide_by_world_size(make_cfg: Callable[..., DictConfig]) -> None:
-    from gan_lab.config import validate_config
+    from gan_lab.preflight import validate_config
 
     with pytest.raises(ConfigError, match=r"data\.batch_size=15 .*world size 2"):
         validate_config(make_cfg("trainer=ddp_cpu", "data.batch_size=15"))

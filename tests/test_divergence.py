@@ -11,9 +11,9 @@ import torch
 
 import gan_lab.train as train_module
 from gan_lab.callbacks.divergence_guard import DivergenceGuard
-from gan_lab.callbacks.recovery import TrainingStopped
-from gan_lab.checkpoint_io import load_checkpoint
+from gan_lab.checkpoint_io import read_checkpoint
 from gan_lab.errors import ConfigError
+from gan_lab.training.recovery import TrainingStopped
 from tests.conftest import TINY_MLP_GAN, compose_train_config
 
 pytestmark = pytest.mark.usefixtures("one_cpu_thread")
@@ -77,7 +77,7 @@ def test_skip_policy_drops_the_bad_update_counts_it_and_finishes(tmp_path: Path)
     assert same(injector.before, injector.after, "discriminator.")
     assert not same(injector.before, injector.after, "generator.")
     assert (injector.guard.nonfinite_steps, injector.guard.skipped_steps) == (1, 1)
-    final = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt")
+    final = read_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt")
     assert final["global_step"] == 8
     assert all(
         torch.isfinite(t).all() for t in final["state_dict"].values() if t.is_floating_point()
@@ -99,10 +99,10 @@ def test_rollback_policy_reloads_the_last_good_checkpoint_and_halves_the_lrs(
 ) -> None:
     injector = train_with_nan(tmp_path / "run", "rollback", batch=5)
     # after batch 5 the weights are those of the newest checkpoint before it (generator step 4)
-    rolled_back_to = load_checkpoint(tmp_path / "run" / "checkpoints" / "step_0000004.ckpt")
+    rolled_back_to = read_checkpoint(tmp_path / "run" / "checkpoints" / "step_0000004.ckpt")
     assert same(rolled_back_to["state_dict"], injector.after, "")
     assert injector.guard.rollbacks == 1
-    final = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt")
+    final = read_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt")
     lrs = [group["lr"] for state in final["optimizer_states"] for group in state["param_groups"]]
     assert lrs == pytest.approx([1e-4, 1e-4])  # 2e-4 x 0.5
     assert final["global_step"] == 8

@@ -143,7 +143,7 @@ def test_slerp_ends_at_the_endpoints_and_keeps_the_norm_of_equal_norm_latents() 
 def test_metrics_callback_without_a_classifier_warns_once_and_skips(tmp_path: Path) -> None:
     from types import SimpleNamespace
 
-    from gan_lab.callbacks.metrics import GeneratorMetrics
+    from gan_lab.callbacks.periodic_metrics import GeneratorMetrics
 
     callback = GeneratorMetrics(every_n_steps=1, classifier_path=str(tmp_path / "none.pt"))
     trainer = SimpleNamespace(

@@ -13,9 +13,9 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 import gan_lab.train as train_module
 from gan_lab.callbacks.health_monitor import HealthMonitor, HealthSignals
-from gan_lab.callbacks.recovery import TrainingStopped
 from gan_lab.data.sources import synthetic_shapes
 from gan_lab.data.tensor_data import uint8_to_float
+from gan_lab.training.recovery import TrainingStopped
 from tests.conftest import TINY_MLP_GAN, compose_train_config
 
 pytestmark = pytest.mark.usefixtures("one_cpu_thread")
@@ -165,7 +165,7 @@ def test_the_monitor_judges_every_batch_while_the_loggers_keep_one_in_five(
 
 def test_step_stats_reach_the_host_in_one_copy_per_batch() -> None:
     """Callbacks read six scalars a batch; on a GPU each separate read would wait for the device."""
-    from gan_lab.models.step_stats import StepStats
+    from gan_lab.training.step_stats import StepStats
 
     stats = StepStats()
     stats.update({"loss/d": torch.tensor(0.5), "D(x)": torch.tensor(0.25, dtype=torch.bfloat16)})

@@ -15,7 +15,7 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import gan_lab.train as train_module
-from gan_lab.checkpoint_io import load_checkpoint
+from gan_lab.checkpoint_io import read_checkpoint
 from tests.conftest import compose_train_config
 
 pytestmark = pytest.mark.usefixtures("one_cpu_thread")
@@ -104,7 +104,7 @@ def test_interrupted_and_resumed_run_is_bit_identical_to_a_straight_run(
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
     run_training(straight, steps, n_critic)
     run_training(resumed, steps, n_critic, interrupt_at=steps // 2)
-    half = load_checkpoint(resumed / "checkpoints" / "last.ckpt")
+    half = read_checkpoint(resumed / "checkpoints" / "last.ckpt")
     assert half["global_step"] == steps // 2
     # TensorBoard orders event files by name: <unix second>.<host>.<pid>.<counter>. Two runs of one
     # process within the same second are ordered by the counter as text ("10" < "9"), which a real
@@ -112,8 +112,8 @@ def test_interrupted_and_resumed_run_is_bit_identical_to_a_straight_run(
     time.sleep(1.05)
     run_training(resumed, steps, n_critic, "ckpt_path=last")
 
-    a = load_checkpoint(straight / "checkpoints" / "last.ckpt")
-    b = load_checkpoint(resumed / "checkpoints" / "last.ckpt")
+    a = read_checkpoint(straight / "checkpoints" / "last.ckpt")
+    b = read_checkpoint(resumed / "checkpoints" / "last.ckpt")
     assert a["global_step"] == b["global_step"] == steps
     assert any(key.startswith("ema.") for key in a["state_dict"])
     for key in ("state_dict", "optimizer_states", "lr_schedulers", "gan_lab", "global_step"):

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import gan_lab.train as train_module
-from gan_lab.checkpoint_io import load_checkpoint
+from gan_lab.checkpoint_io import read_checkpoint
 from tests.conftest import FAST_OVERRIDES, TINY_MLP_GAN, compose_train_config
 from tests.test_resume import SignalAtStep
 
@@ -81,14 +81,14 @@ def test_sigterm_to_a_running_gan_train_leaves_a_checkpoint_that_resumes_to_the_
     assert proc.wait(timeout=60) == train_module.PREEMPTED_EXIT_CODE, log_file.read_text()[-3000:]
     assert "ckpt_path=last" in log_file.read_text()  # the console says how to resume
     assert "Traceback" not in log_file.read_text()
-    saved = load_checkpoint(run_dir / "checkpoints" / "last.ckpt")
+    saved = read_checkpoint(run_dir / "checkpoints" / "last.ckpt")
     assert saved["global_step"] > 0
 
     # resume in this process (the CLI path of ckpt_path=last is the same train() call)
     target = saved["global_step"] + 3
     resume = compose_train_config([*TINY, f"trainer.max_steps={target}", "ckpt_path=last"], run_dir)
     train_module.train(resume)
-    assert load_checkpoint(run_dir / "checkpoints" / "last.ckpt")["global_step"] == target
+    assert read_checkpoint(run_dir / "checkpoints" / "last.ckpt")["global_step"] == target
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGUSR1])
@@ -106,7 +106,7 @@ def test_sigint_and_slurm_signal_save_the_step_they_arrive_in_and_stop(
             train_module.train(cfg)
     finally:
         train_module.instantiate_callbacks = original
-    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt")["global_step"] == 3
+    assert read_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt")["global_step"] == 3
     assert stopped.value.code in (train_module.PREEMPTED_EXIT_CODE, 1)  # 1: Lightning's Ctrl+C exit
     assert {
         s: signal.getsignal(s) for s in handlers_before

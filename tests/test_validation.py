@@ -148,7 +148,8 @@ def test_read_only_output_dir_is_a_clear_error(
     if os.geteuid() == 0:  # root writes anywhere: let the permission check see what a user would
         real_access = os.access
         monkeypatch.setattr(
-            "gan_lab.config_checks.os.access", lambda p, m: Path(p) != locked and real_access(p, m)
+            "gan_lab.preflight_checks.os.access",
+            lambda p, m: Path(p) != locked and real_access(p, m),
         )
     err = expect_one_line_error(compose_train_config([], locked / "run"), capsys)
     assert "paths.output_dir=" in err and "is not writable" in err

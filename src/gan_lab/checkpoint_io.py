@@ -63,7 +63,7 @@ def atomic_torch_save(obj: Any, path: str | Path) -> None:
     fsync_dir(path.parent)
 
 
-def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:
+def read_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:
     """Load with ``weights_only=True``; every failure is a one-line :class:`CheckpointError`."""
     path = Path(path)
     if not path.is_file():
@@ -111,7 +111,7 @@ def find_latest_good(folders: Iterable[str | Path]) -> Path | None:
     """The newest checkpoint that loads and can resume; broken ones are reported and skipped."""
     for path in checkpoint_candidates(folders):
         try:
-            check_resumable(load_checkpoint(path), path)
+            check_resumable(read_checkpoint(path), path)
         except CheckpointError as err:
             log.warning("skipping unusable checkpoint: %s", err)
             continue
@@ -143,7 +143,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def load_checkpoint(
         self, path: Any, map_location: Any | None = None, weights_only: bool | None = None
     ) -> dict[str, Any]:
-        checkpoint = load_checkpoint(path, map_location=map_location or "cpu")
+        checkpoint = read_checkpoint(path, map_location=map_location or "cpu")
         check_resumable(checkpoint, path)
         return checkpoint
 
@@ -164,7 +164,7 @@ def resolve_resume_path(ckpt_path: str | None, output_dir: Path) -> str | None:
     if ckpt_path in ("last", "auto"):
         last = output_dir / "checkpoints" / "last.ckpt"
         try:
-            check_resumable(load_checkpoint(last), last)
+            check_resumable(read_checkpoint(last), last)
             return str(last)
         except CheckpointError as err:
             if last.exists():
@@ -181,5 +181,5 @@ def resolve_resume_path(ckpt_path: str | None, output_dir: Path) -> str | None:
             f"run directory with hydra.run.dir=<run dir> ckpt_path=last, or pass ckpt_path=<file.ckpt>"
         )
     path = Path(ckpt_path).expanduser()
-    check_resumable(load_checkpoint(path), path)
+    check_resumable(read_checkpoint(path), path)
     return str(path)

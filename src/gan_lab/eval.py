@@ -17,7 +17,6 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from gan_lab.errors import ConfigError, UserError, run_cli
-from gan_lab.loading import build_datamodule, load_checkpoint, pick_device
 from gan_lab.metrics.classifier import default_classifier_path
 from gan_lab.metrics.features import ClassifierExtractor, FeatureExtractor, InceptionExtractor
 from gan_lab.metrics.reference import reference_subset
@@ -29,6 +28,7 @@ from gan_lab.metrics.suite import (
     check_metric_names,
 )
 from gan_lab.train import CONFIG_PATH
+from gan_lab.trained_model import build_datamodule, load_trained_gan, pick_device
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         if not isinstance(cfg[key], int) or cfg[key] < 2:
             raise ConfigError(key, cfg[key], "must be an integer >= 2")
     compare_split = cfg.get("compare_split")
-    checkpoint = None if compare_split else load_checkpoint(cfg.ckpt_path, cfg.device)
+    checkpoint = None if compare_split else load_trained_gan(cfg.ckpt_path, cfg.device)
     data_cfg = checkpoint.run_config["data"] if checkpoint else cfg.get("data")
     if data_cfg is None:
         raise UserError(

@@ -21,9 +21,9 @@ from torch import Tensor
 from torchvision.utils import make_grid, save_image
 
 from gan_lab.errors import ConfigError, run_cli
-from gan_lab.loading import load_checkpoint
 from gan_lab.metrics.runner import generated_batches
 from gan_lab.train import CONFIG_PATH
+from gan_lab.trained_model import load_trained_gan
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ def sample(cfg: DictConfig) -> dict[str, Any]:
         value = OmegaConf.select(cfg, key)
         if not isinstance(value, int) or value < least:
             raise ConfigError(key, value, f"must be an integer >= {least}")
-    checkpoint = load_checkpoint(cfg.ckpt_path, cfg.device)
+    checkpoint = load_trained_gan(cfg.ckpt_path, cfg.device)
     module = checkpoint.module
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)

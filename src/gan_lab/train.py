@@ -9,11 +9,11 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from gan_lab.config import validate_config
 from gan_lab.distributed import is_rank_zero
 from gan_lab.errors import UserError, run_cli
-from gan_lab.models.step_stats import StepStats
+from gan_lab.preflight import validate_config
 from gan_lab.sweep_summary import write_run_metrics
+from gan_lab.training.step_stats import StepStats
 from gan_lab.utils import (
     hyperparameters,
     instantiate_callbacks,

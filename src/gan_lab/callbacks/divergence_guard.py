@@ -25,10 +25,10 @@ import lightning as L
 import torch
 from torch.optim import Optimizer
 
-from gan_lab.callbacks.recovery import Snapshot, TrainingStopped, check_policy, roll_back
 from gan_lab.errors import ConfigError
-from gan_lab.models.grad_scale import active_grad_scaler
-from gan_lab.models.step_stats import latest_scalar, logger_writes
+from gan_lab.training.grad_scale import active_grad_scaler
+from gan_lab.training.recovery import Snapshot, TrainingStopped, check_policy, roll_back
+from gan_lab.training.step_stats import latest_scalar, logger_writes
 
 log = logging.getLogger(__name__)
 

@@ -27,9 +27,9 @@ import lightning as L
 import torch
 from torch import Tensor
 
-from gan_lab.callbacks.recovery import Snapshot, TrainingStopped, check_policy, roll_back
 from gan_lab.errors import ConfigError
-from gan_lab.models.step_stats import latest_scalar, logger_writes
+from gan_lab.training.recovery import Snapshot, TrainingStopped, check_policy, roll_back
+from gan_lab.training.step_stats import latest_scalar, logger_writes
 
 log = logging.getLogger(__name__)
 

@@ -19,15 +19,15 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR, LRScheduler
 
 from gan_lab.errors import ConfigError
-from gan_lab.models import performance
 from gan_lab.models.augment import DiffAugment
 from gan_lab.models.compatibility import check_compatible
 from gan_lab.models.ema import GeneratorEMA
-from gan_lab.models.grad_scale import loss_scale
 from gan_lab.models.losses import AdversarialLoss, discriminator_score, get_loss
-from gan_lab.models.noise import rank_noise
 from gan_lab.models.regularizers import DiscriminatorRegularizer
-from gan_lab.models.step_stats import StepStats, logger_writes
+from gan_lab.training import speed_options
+from gan_lab.training.grad_scale import loss_scale
+from gan_lab.training.noise import rank_noise
+from gan_lab.training.step_stats import StepStats, logger_writes
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], Optimizer]
 LR_SCHEDULES = ("constant", "linear")
@@ -94,10 +94,10 @@ class GANModule(L.LightningModule):
         self.n_critic = n_critic
         self.regularizer, self.augment = regularizer, augment
         if channels_last:  # before the EMA copy, so the copy shares the layout
-            performance.to_channels_last(generator, discriminator)
+            speed_options.to_channels_last(generator, discriminator)
         self.ema = GeneratorEMA(generator, ema_decay, ema_start_step) if ema_decay else None
         if compile_networks:
-            performance.compile_networks(generator, discriminator)
+            speed_options.compile_networks(generator, discriminator)
         self.latent_dim = int(generator.latent_dim)
         self.num_classes = int(getattr(generator, "num_classes", 0))
         noise = torch.Generator().manual_seed(fixed_noise_seed)

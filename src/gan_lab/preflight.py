@@ -11,9 +11,9 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from gan_lab.config_checks import check_reliability
 from gan_lab.distributed import check_ddp_launch
 from gan_lab.errors import ConfigError
+from gan_lab.preflight_checks import check_reliability
 
 PRECISIONS = ("32-true", "32", "bf16-mixed", "bf16-true", "16-mixed", "64-true")
 

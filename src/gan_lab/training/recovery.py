@@ -16,7 +16,7 @@ from typing import Any
 import lightning as L
 import torch
 
-from gan_lab.checkpoint_io import CheckpointError, checkpoint_candidates, load_checkpoint
+from gan_lab.checkpoint_io import CheckpointError, checkpoint_candidates, read_checkpoint
 from gan_lab.errors import ConfigError, UserError
 
 log = logging.getLogger(__name__)
@@ -57,7 +57,7 @@ def newest_finite_checkpoint(trainer: L.Trainer) -> tuple[Path, dict[str, Any]] 
     folder = _checkpoint_dir(trainer)
     for path in checkpoint_candidates([folder] if folder else []):
         try:
-            checkpoint = load_checkpoint(path)
+            checkpoint = read_checkpoint(path)
         except CheckpointError as err:
             log.warning("rollback: skipping %s", err)
             continue

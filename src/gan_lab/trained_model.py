@@ -39,7 +39,7 @@ def pick_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def load_checkpoint(ckpt_path: str | None, device: str = "cpu") -> LoadedCheckpoint:
+def load_trained_gan(ckpt_path: str | None, device: str = "cpu") -> LoadedCheckpoint:
     """The GANModule of a gan-train checkpoint, weights loaded, ready for ``generate``."""
     if not ckpt_path:
         raise UserError("ckpt_path is missing: pass ckpt_path=<run dir>/checkpoints/last.ckpt")

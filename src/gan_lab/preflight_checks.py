@@ -1,6 +1,6 @@
 """More checks of the composed config: ranges, combinations, paths and the run directory.
 
-Called from :func:`gan_lab.config.validate_config`, i.e. before any data loads and before
+Called from :func:`gan_lab.preflight.validate_config`, i.e. before any data loads and before
 anything is written: a typo costs a second, not a run. Filesystem checks only read.
 """
 
