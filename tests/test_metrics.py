@@ -206,7 +206,9 @@ def test_classifier_checksum_is_verified(tmp_path: Path) -> None:
 
 
 def test_missing_inception_weights_file_is_a_one_line_error(tmp_path: Path) -> None:
-    with pytest.raises(UserError, match=r"inception_weights=.*fid_inception_weights\.py"):
+    with pytest.raises(
+        UserError, match=r"inception_weights=.*does not exist.*GAN_FID_WEIGHTS=<file>"
+    ):
         resolve_inception_weights(str(tmp_path / "nope.pth"))
 
 

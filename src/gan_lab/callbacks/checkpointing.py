@@ -129,7 +129,7 @@ class SafeCheckpoint(ModelCheckpoint):
             return
         path = str(Path(self.dirpath) / f"{self.CHECKPOINT_NAME_LAST}{self.FILE_EXTENSION}")
         self.last_model_path = path  # before saving: the restored callback must know its last.ckpt
-        trainer.save_checkpoint(path)
+        trainer.save_checkpoint(path, weights_only=False)  # resumable: optimizers, loops, callbacks
         self._saved_batch = batch
         log.warning("saved resumable checkpoint %s (generator step %d)", path, trainer.global_step)
 

@@ -26,7 +26,20 @@ from gan_lab.errors import UserError
 from gan_lab.metrics.classifier import SmallCNN, load_classifier
 
 WEIGHTS_ENV = "GAN_FID_WEIGHTS"
-WEIGHTS_TOOL = "python ../shared/tools/fid_inception_weights.py <dir>/pt_inception-2015-12-05.pth"
+# torch-fidelity's own file (what it downloads on first use and caches under torch.hub's dir)
+WEIGHTS_URL = (
+    "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/"
+    "weights-inception-2015-12-05-6726825d.pth"
+)
+
+
+def weights_advice() -> str:
+    """How to get the FID Inception weights onto a machine, in one sentence."""
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / WEIGHTS_URL.rsplit("/", 1)[-1]
+    return (
+        f"download {WEIGHTS_URL} on a machine with internet (torch-fidelity caches it as "
+        f"{cached}), copy it here and set {WEIGHTS_ENV}=<file> or inception_weights=<file>"
+    )
 
 
 class FeatureExtractor(Protocol):
@@ -50,8 +63,8 @@ def resolve_inception_weights(path: str | None) -> str | None:
         return None
     if not Path(path).expanduser().is_file():
         raise UserError(
-            f"inception_weights={path!r} does not exist. Create it with `{WEIGHTS_TOOL}`, set "
-            f"{WEIGHTS_ENV}=<file>, or set inception_weights=null to let torch-fidelity download them."
+            f"inception_weights={path!r} does not exist: {weights_advice()}, or set "
+            f"inception_weights=null to let torch-fidelity download them"
         )
     return str(Path(path).expanduser())
 
@@ -72,12 +85,21 @@ class InceptionExtractor:
         from torchmetrics.image.fid import NoTrainInceptionV3
 
         self.weights_path = resolve_inception_weights(weights_path)
-        self.net = NoTrainInceptionV3(
-            name="inception-v3-compat",
-            features_list=["2048", "logits_unbiased"],
-            feature_extractor_weights_path=self.weights_path,
-            antialias=False,  # torch-fidelity's TF1 bilinear resize to 299, as in published FIDs
-        )
+        try:
+            self.net = NoTrainInceptionV3(
+                name="inception-v3-compat",
+                features_list=["2048", "logits_unbiased"],
+                feature_extractor_weights_path=self.weights_path,
+                antialias=False,  # torch-fidelity's TF1 bilinear resize to 299, as in published FIDs
+            )
+        except OSError as err:  # urllib's URLError is an OSError: no network, no cached file
+            if self.weights_path is not None:
+                raise
+            reason = getattr(err, "reason", None) or err
+            raise UserError(
+                f"FID/KID/IS/precision_recall need the FID Inception weights and they could not be "
+                f"downloaded ({type(err).__name__}: {reason}); {weights_advice()}"
+            ) from None
         # NHWC convolutions: 2x the images/s of NCHW on an AVX-512 CPU, same float32 maths
         # (features agree to ~1e-5; docs/metrics.md)
         self.net.to(memory_format=torch.channels_last)
