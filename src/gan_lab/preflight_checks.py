@@ -7,6 +7,7 @@ anything is written: a typo costs a second, not a run. Filesystem checks only re
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -120,11 +121,16 @@ def check_ranges(cfg: DictConfig) -> None:
 def check_combinations(cfg: DictConfig) -> None:
     """Values that are fine alone but not together."""
     max_steps, max_epochs = _get(cfg, "trainer.max_steps"), _get(cfg, "trainer.max_epochs")
-    if max_steps == -1 and max_epochs in (None, -1):
+    max_time = _get(cfg, "trainer.max_time")
+    if max_time is not None and not re.fullmatch(r"\d+:\d+:\d+:\d+", str(max_time)):
+        raise ConfigError(
+            "trainer.max_time", max_time, 'a wall-clock limit "DD:HH:MM:SS", e.g. 00:12:00:00'
+        )
+    if max_steps == -1 and max_epochs in (None, -1) and max_time is None:
         raise ConfigError(
             "trainer.max_steps",
             max_steps,
-            "with trainer.max_epochs=-1 the run never ends; set one of them",
+            "with trainer.max_epochs=-1 the run never ends; set one of them (or trainer.max_time)",
         )
     if _get(cfg, "model.lr_schedule") == "linear" and max_steps == -1:
         raise ConfigError(

@@ -9,6 +9,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from gan_lab.config_dir import find_config_dir
 from gan_lab.distributed import is_rank_zero
 from gan_lab.errors import UserError, run_cli
 from gan_lab.preflight import validate_config
@@ -23,7 +24,7 @@ from gan_lab.utils import (
 
 log = logging.getLogger(__name__)
 
-CONFIG_PATH = str(Path(__file__).resolve().parents[2] / "configs")
+CONFIG_PATH = find_config_dir()
 # Exit status of a run stopped by SIGTERM/SIGINT/SIGUSR1 after saving last.ckpt (128 + SIGTERM, the
 # shell's convention): job chains can tell a pre-empted run (resume it) from a finished one (0).
 PREEMPTED_EXIT_CODE = 143
