@@ -1,5 +1,8 @@
 """`gan-eval ckpt_path=... metrics=[fid,kid]`: metrics of a checkpoint, printed and written as JSON.
 
+``images=DIR`` scores a folder of images instead (folder_scoring.py), against ``data=...`` or
+against another folder (``reference=DIR2``).
+
 Samples come from the EMA generator (what papers report); the reference images are the
 ``reference_split`` of the dataset the checkpoint was trained on. With ``compare_split=test``
 the "generated" side is replaced by real images of that split (no checkpoint needed, e.g.
@@ -17,6 +20,13 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from gan_lab.errors import ConfigError, UserError, run_cli
+from gan_lab.folder_scoring import (
+    ScoredFolder,
+    check_folder_settings,
+    describe,
+    load_scored_folder,
+    scoring_shape,
+)
 from gan_lab.metrics.classifier import default_classifier_path
 from gan_lab.metrics.features import ClassifierExtractor, FeatureExtractor, InceptionExtractor
 from gan_lab.metrics.reference import reference_subset
@@ -80,29 +90,18 @@ def metric_settings(cfg: DictConfig) -> tuple[list[str], dict[str, Any]]:
     return names, settings
 
 
-def evaluate(cfg: DictConfig) -> dict[str, Any]:
-    """Compute the chosen metrics; returns (and writes) the JSON report."""
-    names, settings = metric_settings(cfg)
-    for key in ("n_samples", "n_reference", "batch_size"):
-        if not isinstance(cfg[key], int) or cfg[key] < 2:
-            raise ConfigError(key, cfg[key], "must be an integer >= 2")
-    compare_split = cfg.get("compare_split")
-    checkpoint = None if compare_split else load_trained_gan(cfg.ckpt_path, cfg.device)
-    data_cfg = checkpoint.run_config["data"] if checkpoint else cfg.get("data")
-    if data_cfg is None:
-        raise UserError(
-            "compare_split needs a dataset: add data=<mnist|cifar10|...> (and data.path=...)"
-        )
-    overrides = {"data_dir": cfg.data_dir, "cache_dir": cfg.cache_dir, "path": cfg.get("data_path")}
-    datamodule = build_datamodule(data_cfg, overrides)
-    device = pick_device(cfg.device)
-    extractors = build_extractors(
-        names, datamodule.source, cfg.inception_weights, cfg.classifier_path, cfg.batch_size
-    )
-    suite = MetricSuite(names, extractors, **settings).to(device)
-
-    reference = reference_subset(datamodule.load_split(cfg.reference_split), cfg.n_reference)
+def add_reference_side(
+    cfg: DictConfig, suite: MetricSuite, datamodule: Any | None, shape: tuple[int, int]
+) -> tuple[dict[str, Any], ScoredFolder | None]:
+    """The dataset's ``reference_split`` (or the ``reference`` folder) into the suite, cached."""
     cache_dir = Path(cfg.cache_dir).expanduser() / "metrics" if cfg.cache_dir else None
+    if cfg.get("reference"):
+        folder = load_scored_folder(cfg.reference, "reference", *shape, cfg.resize_filter)
+        add_reference(
+            suite, folder.images, folder.dataset_key, "folder", cache_dir, batch_size=cfg.batch_size
+        )
+        return {"split": "folder", **describe(folder)}, folder
+    reference = reference_subset(datamodule.load_split(cfg.reference_split), cfg.n_reference)
     add_reference(
         suite,
         reference,
@@ -111,25 +110,72 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         cache_dir,
         batch_size=cfg.batch_size,
     )
-    if checkpoint is not None:
-        n_fake = add_generated(suite, checkpoint.module, cfg.n_samples, cfg.batch_size, cfg.seed)
-        fake_desc = "EMA generator" if checkpoint.module.ema is not None else "generator (no EMA)"
-    else:
-        compare = reference_subset(
-            datamodule.load_split(compare_split), cfg.n_samples, seed=cfg.seed + 1
-        )
-        for chunk in compare.images.split(cfg.batch_size):
-            suite.add_fake(chunk)
-        n_fake, fake_desc = len(compare), f"real {compare_split} split"
-    results = suite.compute()
+    return {"split": cfg.reference_split, "n": len(reference)}, None
 
+
+def add_generated_side(
+    cfg: DictConfig,
+    suite: MetricSuite,
+    checkpoint: Any | None,
+    datamodule: Any | None,
+    shape: tuple[int, int],
+) -> tuple[dict[str, Any], ScoredFolder | None]:
+    """EMA samples of the checkpoint, the ``images`` folder, or real images of ``compare_split``."""
+    if checkpoint is not None:
+        n = add_generated(suite, checkpoint.module, cfg.n_samples, cfg.batch_size, cfg.seed)
+        source = "EMA generator" if checkpoint.module.ema is not None else "generator (no EMA)"
+        return {"n": n, "from": source, "seed": cfg.seed}, None
+    if cfg.get("images"):
+        folder = load_scored_folder(cfg.images, "images", *shape, cfg.resize_filter)
+        for chunk in folder.images.images.split(cfg.batch_size):
+            suite.add_fake(chunk)
+        return {"from": "image folder", **describe(folder)}, folder
+    split = cfg.compare_split
+    compare = reference_subset(datamodule.load_split(split), cfg.n_samples, seed=cfg.seed + 1)
+    for chunk in compare.images.split(cfg.batch_size):
+        suite.add_fake(chunk)
+    return {"n": len(compare), "from": f"real {split} split", "seed": cfg.seed}, None
+
+
+def evaluate(cfg: DictConfig) -> dict[str, Any]:
+    """Compute the chosen metrics; returns (and writes) the JSON report."""
+    names, settings = metric_settings(cfg)
+    for key in ("n_samples", "n_reference", "batch_size"):
+        if not isinstance(cfg[key], int) or cfg[key] < 2:
+            raise ConfigError(key, cfg[key], "must be an integer >= 2")
+    check_folder_settings(cfg)
+    real_only = cfg.get("compare_split") or cfg.get("images")
+    checkpoint = None if real_only else load_trained_gan(cfg.ckpt_path, cfg.device)
+    data_cfg = checkpoint.run_config["data"] if checkpoint else cfg.get("data")
+    if data_cfg is None and not cfg.get("reference"):
+        raise UserError(
+            "images= and compare_split need a dataset: add data=<mnist|cifar10|image_folder> "
+            "(and data.path=...), or reference=<folder> to compare two folders"
+        )
+    overrides = {"data_dir": cfg.data_dir, "cache_dir": cfg.cache_dir, "path": cfg.get("data_path")}
+    datamodule = build_datamodule(data_cfg, overrides) if data_cfg is not None else None
+    shape = scoring_shape(cfg, datamodule)
+    extractors = build_extractors(
+        names,
+        datamodule.source if datamodule is not None else "image_folder",
+        cfg.inception_weights,
+        cfg.classifier_path,
+        cfg.batch_size,
+    )
+    suite = MetricSuite(names, extractors, **settings).to(pick_device(cfg.device))
+    reference, reference_folder = add_reference_side(cfg, suite, datamodule, shape)
+    samples, images_folder = add_generated_side(cfg, suite, checkpoint, datamodule, shape)
+    metrics = {name: result.as_dict() for name, result in suite.compute().items()}
+    for side, folder in (("images", images_folder), ("reference", reference_folder)):
+        for entry in metrics.values():
+            entry["protocol"] += f"; {side} folder: {folder.protocol}" if folder else ""
     report = {
         "checkpoint": str(checkpoint.path) if checkpoint else None,
         "global_step": checkpoint.global_step if checkpoint else None,
-        "dataset": datamodule.dataset_name,
-        "samples": {"n": n_fake, "from": fake_desc, "seed": cfg.seed},
-        "reference": {"split": cfg.reference_split, "n": len(reference)},
-        "metrics": {name: result.as_dict() for name, result in results.items()},
+        "dataset": datamodule.dataset_name if datamodule else f"folder:{reference_folder.path}",
+        "samples": samples,
+        "reference": reference,
+        "metrics": metrics,
     }
     print_report(report)
     out = Path(cfg.output_file)
