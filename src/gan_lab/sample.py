@@ -5,6 +5,9 @@ Writes into the run directory (``output_dir``):
   images/NNNNNN.png         each sample as its own file (``individual=true``)
   interpolation.png / .gif  spherical interpolation between random latents, one row per pair
   class_grid.png            one row per class (conditional generators only)
+  nearest_neighbours.png    each sample beside its closest training images (memorisation check)
+
+``truncation=psi`` draws every latent from the truncated normal (sample_inspection.py).
 """
 
 from __future__ import annotations
@@ -22,6 +25,12 @@ from torchvision.utils import make_grid, save_image
 
 from gan_lab.errors import ConfigError, run_cli
 from gan_lab.metrics.runner import generated_batches
+from gan_lab.sample_inspection import (
+    check_truncation,
+    truncated_batches,
+    truncated_normal,
+    write_nearest_neighbours,
+)
 from gan_lab.train import CONFIG_PATH
 from gan_lab.trained_model import load_trained_gan
 
@@ -36,10 +45,17 @@ def slerp(a: Tensor, b: Tensor, t: Tensor) -> Tensor:
     return (torch.sin((1 - t) * omega) / so) * a + (torch.sin(t * omega) / so) * b
 
 
-def interpolation(module: Any, rows: int, steps: int, seed: int) -> Tensor:
+def latents(n: int, dim: int, g: torch.Generator, psi: float | None) -> Tensor:
+    """N(0, I) latents, or truncated at ``psi`` (the truncation trick)."""
+    return truncated_normal((n, dim), psi, g) if psi else torch.randn(n, dim, generator=g)
+
+
+def interpolation(
+    module: Any, rows: int, steps: int, seed: int, psi: float | None = None
+) -> Tensor:
     """Images (rows * steps, C, H, W) in [-1, 1]: row r walks from latent a_r to b_r (same class)."""
     g = torch.Generator().manual_seed(seed)
-    a, b = (torch.randn(rows, module.latent_dim, generator=g) for _ in range(2))
+    a, b = (latents(rows, module.latent_dim, g, psi) for _ in range(2))
     t = torch.linspace(0, 1, steps)[None, :, None]
     z = slerp(a[:, None], b[:, None], t).reshape(rows * steps, -1).to(module.device)
     y = None
@@ -52,11 +68,11 @@ def interpolation(module: Any, rows: int, steps: int, seed: int) -> Tensor:
     return module.generate(z, y)
 
 
-def class_grid(module: Any, per_class: int, seed: int) -> Tensor:
+def class_grid(module: Any, per_class: int, seed: int, psi: float | None = None) -> Tensor:
     """Images (num_classes * per_class, ...): row k asks for class k, the same latents in every row."""
     g = torch.Generator().manual_seed(seed)
     z = (
-        torch.randn(per_class, module.latent_dim, generator=g)
+        latents(per_class, module.latent_dim, g, psi)
         .repeat(module.num_classes, 1)
         .to(module.device)
     )
@@ -88,15 +104,19 @@ def sample(cfg: DictConfig) -> dict[str, Any]:
         value = OmegaConf.select(cfg, key)
         if not isinstance(value, int) or value < least:
             raise ConfigError(key, value, f"must be an integer >= {least}")
+    psi = check_truncation(cfg.get("truncation"))
     checkpoint = load_trained_gan(cfg.ckpt_path, cfg.device)
     module = checkpoint.module
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     written: dict[str, Any] = {}
 
-    images = torch.cat(
-        [batch.cpu() for batch, _ in generated_batches(module, cfg.n, cfg.batch_size, cfg.seed)]
+    batches = (
+        truncated_batches(module, cfg.n, cfg.batch_size, cfg.seed, psi)
+        if psi
+        else generated_batches(module, cfg.n, cfg.batch_size, cfg.seed)
     )
+    images = torch.cat([batch.cpu() for batch, _ in batches])
     floats = images.float() / 255
     save_image(floats, out / "grid.png", nrow=cfg.nrow)
     written["grid"] = out / "grid.png"
@@ -108,7 +128,7 @@ def sample(cfg: DictConfig) -> dict[str, Any]:
         written["images"] = sorted(folder.glob("*.png"))
 
     rows, steps = cfg.interpolation.rows, cfg.interpolation.steps
-    strip = interpolation(module, rows, steps, cfg.seed)
+    strip = interpolation(module, rows, steps, cfg.seed, psi)
     save_image(strip, out / "interpolation.png", nrow=steps, normalize=True, value_range=(-1, 1))
     written["interpolation"] = out / "interpolation.png"
     if cfg.interpolation.gif:
@@ -120,11 +140,16 @@ def sample(cfg: DictConfig) -> dict[str, Any]:
         write_gif(frames, out / "interpolation.gif", cfg.interpolation.fps)
         written["gif"] = out / "interpolation.gif"
     if module.num_classes:
-        grid = class_grid(module, cfg.per_class, cfg.seed)
+        grid = class_grid(module, cfg.per_class, cfg.seed, psi)
         save_image(
             grid, out / "class_grid.png", nrow=cfg.per_class, normalize=True, value_range=(-1, 1)
         )
         written["class_grid"] = out / "class_grid.png"
+    if OmegaConf.select(cfg, "nearest_neighbours.enabled"):
+        overrides = {"data_dir": cfg.data_dir, "cache_dir": cfg.cache_dir, "path": cfg.data_path}
+        written |= write_nearest_neighbours(
+            cfg.nearest_neighbours, checkpoint, images, out, overrides
+        )
     log.info("wrote %d samples and grids to %s", len(images), out)
     print(f"gan-sample: wrote {', '.join(sorted(written))} to {out}")
     return written
