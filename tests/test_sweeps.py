@@ -47,6 +47,24 @@ MULTIRUN_DDP = [
 ]
 
 
+def gan_train_in_process(args: list[str], cwd: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`gan-train <args>` in this process (no new torch import), with logs/ under ``cwd``."""
+    monkeypatch.chdir(cwd)
+    monkeypatch.setenv("GAN_LAB_ROOT", str(cwd))
+    monkeypatch.setattr(sys, "argv", ["gan-train", *args])
+    GlobalHydra.instance().clear()
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    try:
+        main()
+    finally:  # Hydra configured logging for its jobs; give pytest its own back
+        for handler in set(root.handlers) - set(handlers):
+            handler.close()
+        root.handlers[:] = handlers
+        root.setLevel(level)
+        GlobalHydra.instance().clear()
+
+
 def check_multirun_finished_every_job(root: Path) -> None:
     sweep = only_sweep_dir(root)
     jobs = sorted(p for p in sweep.iterdir() if p.name.isdigit())
@@ -71,21 +89,8 @@ def test_multirun_with_ddp_finishes_every_job(
     multirun + DDP structure without importing torch again per process, which costs ~10 s
     apiece on a busy 2-core machine); the slow test below runs the spawned default as a user does.
     """
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("GAN_LAB_ROOT", str(tmp_path))
     extra = ["trainer.strategy.start_method=fork", *data_overrides("mnist"), *QUIET]
-    monkeypatch.setattr(sys, "argv", ["gan-train", *MULTIRUN_DDP, *extra])
-    GlobalHydra.instance().clear()
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    try:
-        main()
-    finally:  # Hydra configured logging for its jobs; give pytest its own back
-        for handler in set(root.handlers) - set(handlers):
-            handler.close()
-        root.handlers[:] = handlers
-        root.setLevel(level)
-        GlobalHydra.instance().clear()
+    gan_train_in_process([*MULTIRUN_DDP, *extra], tmp_path, monkeypatch)
     check_multirun_finished_every_job(tmp_path)
 
 
@@ -107,7 +112,7 @@ def test_optuna_search_space_and_metric_compose() -> None:
     cfg = _compose(["hparams_search=mnist_optuna"])
     sweeper = cfg.hydra.sweeper
     assert sweeper._target_.endswith("OptunaSweeper") and sweeper.direction == "minimize"
-    assert sweeper.storage is None  # in-memory: optuna 2.10's RDB storage breaks on SQLAlchemy 2
+    assert sweeper.storage is None  # in-memory by default; a database resumes (test_resumable_sweeps)
     assert set(sweeper.params) >= {"model.optimizer_g.lr", "model.optimizer_d.lr", "model/loss"}
     assert cfg.optimized_metric == "sweep/pixel_swd"
     assert cfg.callbacks.sample_distance.name == cfg.optimized_metric

@@ -38,6 +38,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from gan_lab.distributed import is_rank_zero
 from gan_lab.errors import UserError
+from gan_lab.optuna_study import study_sweep_dirs
 
 log = logging.getLogger(__name__)
 
@@ -234,7 +235,8 @@ def summarize(
 ) -> SweepSummary:
     """Write ``summary.csv``, ``summary.md`` and ``tensorboard/`` into ``sweep_dir``."""
     sweep_dir = Path(sweep_dir)
-    runs = collect_runs(sweep_dir)
+    # a continued Optuna study: the runs of every session (optuna_study.py)
+    runs = [run for d in study_sweep_dirs(sweep_dir) for run in collect_runs(d)]
     if not runs:
         raise UserError(
             f"{sweep_dir} holds no Hydra jobs (no */.hydra/overrides.yaml); pass a multirun directory"

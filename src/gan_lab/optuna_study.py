@@ -1,0 +1,87 @@
+"""An Optuna study across sweep sessions: what a continued session starts from, and where the
+runs of all earlier sessions live (for the sweep summary).
+
+Used by the resumable sweeper (src/hydra_plugins/gan_lab_sweepers) and by sweep_summary.py.
+Needs optuna (the ``sweeps`` extra) only when a sweep uses a database.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+log = logging.getLogger(__name__)
+
+# study user attribute: the sweep directory of every session, in order
+SWEEP_DIRS = "gan_lab_sweep_dirs"
+
+
+def prepare_session(
+    storage: Any,
+    study_name: str | None,
+    directions: list[str],
+    target_trials: int,
+    sweep_dir: str,
+    sampler: Any,
+) -> tuple[int, int]:
+    """(first job number, trials to run) for this session of the study; records ``sweep_dir``.
+
+    Stale RUNNING trials (an interrupted session) are marked FAIL; completed and pruned trials
+    count towards ``target_trials``.
+    """
+    import optuna
+    from optuna.trial import TrialState
+
+    study = optuna.create_study(
+        study_name=study_name, storage=storage, directions=directions, load_if_exists=True
+    )
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        log.warning(
+            "trial %d of study %r was left RUNNING by an interrupted session: marked FAIL",
+            trial.number,
+            study.study_name,
+        )
+        study.tell(trial.number, state=TrialState.FAIL)
+    trials = study.get_trials(deepcopy=False)
+    done = sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
+    remaining = max(0, target_trials - done)
+    if trials:
+        log.info(
+            "continuing study %r: %d of %d trials done, %d to run (jobs from %d)",
+            study.study_name, done, target_trials, remaining, len(trials),
+        )  # fmt: skip
+        if hasattr(sampler, "reseed_rng"):  # a seeded sampler would repeat session 1's draws
+            sampler.reseed_rng()
+    sweep_dirs = list(study.user_attrs.get(SWEEP_DIRS, []))
+    here = str(Path(sweep_dir).resolve())
+    if here not in sweep_dirs:
+        study.set_user_attr(SWEEP_DIRS, [*sweep_dirs, here])
+    return len(trials), remaining
+
+
+def study_sweep_dirs(sweep_dir: Path) -> list[Path]:
+    """Every session's sweep directory of the Optuna study ``sweep_dir`` belongs to (in order),
+    or just ``sweep_dir`` when its sweep kept no study in a database."""
+    hydra_files = sorted(sweep_dir.glob("*/.hydra/hydra.yaml"))
+    if not hydra_files:
+        return [sweep_dir]
+    sweeper = OmegaConf.load(hydra_files[0]).hydra.get("sweeper", {})
+    storage, name = sweeper.get("storage"), sweeper.get("study_name")
+    if not storage or not str(sweeper.get("_target_", "")).endswith("ResumableOptunaSweeper"):
+        return [sweep_dir]
+    try:
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        recorded = optuna.load_study(study_name=name, storage=storage).user_attrs.get(
+            SWEEP_DIRS, []
+        )
+    except Exception as err:  # the database moved or is unreadable: this session's runs only
+        log.warning("cannot read study %r from %s (%s): summarising %s only", name, storage, err, sweep_dir)  # fmt: skip
+        return [sweep_dir]
+    dirs = [Path(d) for d in recorded if Path(d).is_dir()]
+    here = sweep_dir.resolve()
+    return dirs if here in dirs else [*dirs, here]

@@ -1,0 +1,72 @@
+"""Optuna studies in a database: stopped after 2 trials, continued to 4, summarised as a whole."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+from optuna.trial import TrialState
+
+from tests.test_sweeps import QUIET, gan_train_in_process
+
+TINY_TRIAL = (
+    "data.source=synthetic", "data.channels=1", "data.image_size=16", "data.synthetic_size=64",
+    "data.batch_size=16", "model.generator.latent_dim=8", "model.generator.width=16",
+    "model.discriminator.width=16", "trainer.max_steps=2", "callbacks.sample_distance.num_samples=32",
+    "callbacks.sample_distance.num_projections=16", "~callbacks.sample_grid", "~callbacks.lr_monitor",
+    "~callbacks.metrics", "~callbacks.health_monitor", "~callbacks.real_vs_fake",
+)  # fmt: skip
+
+
+def test_a_study_stopped_after_2_trials_continues_to_4(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = tmp_path / "optuna.db"
+    study_args = [
+        "-m", "hparams_search=mnist_optuna", f"hydra.sweeper.storage=sqlite:///{db}",
+        "hydra.sweeper.study_name=resume_me", *TINY_TRIAL, *QUIET,
+    ]  # fmt: skip
+
+    def session(n_trials: int, name: str) -> Path:
+        sweep_dir = tmp_path / "logs" / "train" / "multiruns" / name
+        args = [*study_args, f"hydra.sweeper.n_trials={n_trials}", f"hydra.sweep.dir={sweep_dir}"]
+        gan_train_in_process(args, tmp_path, monkeypatch)
+        return sweep_dir
+
+    first = session(2, "first")
+    study = optuna.load_study(study_name="resume_me", storage=f"sqlite:///{db}")
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 2
+    study.ask()  # a trial the stopped session never reported (as after Ctrl+C): trial 2, RUNNING
+
+    second = session(4, "second")
+    trials = optuna.load_study(study_name="resume_me", storage=f"sqlite:///{db}").trials
+    states = [t.state for t in trials]
+    assert states == [TrialState.COMPLETE] * 2 + [TrialState.FAIL] + [TrialState.COMPLETE] * 2
+    assert sorted(p.name for p in second.iterdir() if p.name.isdigit()) == [
+        "3",
+        "4",
+    ]  # trial numbers
+    # the reseeded sampler does not propose the first session's parameters again
+    first_params = [trials[0].params, trials[1].params]
+    assert trials[3].params not in first_params and trials[4].params not in first_params
+
+    with open(second / "summary.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert sorted(r["job"] for r in rows) == ["0", "1", "3", "4"]  # every completed trial
+    assert all(r["status"] == "ok" for r in rows)
+    values = [float(r["sweep/pixel_swd"]) for r in rows]
+    assert values == sorted(values)
+    by_trial = {str(t.number): t.value for t in trials if t.state == TrialState.COMPLETE}
+    for row in rows:  # the summary's numbers are the values Optuna was told
+        assert float(row["sweep/pixel_swd"]) == pytest.approx(by_trial[row["job"]], rel=1e-5)
+    best = yaml.safe_load((second / "optimization_results.yaml").read_text())["best_value"]
+    assert best == min(by_trial.values())
+    assert len(list((second / "tensorboard").iterdir())) == 4
+    assert (first / "summary.csv").is_file()
+
+    third = session(4, "third")  # the study is complete: nothing more runs
+    assert len(optuna.load_study(study_name="resume_me", storage=f"sqlite:///{db}").trials) == 5
+    assert not [p for p in third.iterdir() if p.name.isdigit()]
