@@ -6,6 +6,9 @@ Metadata and package data are in pyproject.toml."""
 from setuptools import find_namespace_packages, setup
 
 setup(
-    packages=[*find_namespace_packages("src", include=["gan_lab*", "hydra_plugins*"]), "gan_lab.configs"],
+    packages=[
+        *find_namespace_packages("src", include=["gan_lab*", "hydra_plugins*"]),
+        "gan_lab.configs",
+    ],
     package_dir={"": "src", "gan_lab.configs": "configs"},
 )

@@ -199,6 +199,7 @@ def test_ddp_cpu_run_writes_each_file_once_and_resumes(
     ]
     assert len(list((run_dir / "tensorboard").glob("events.out.tfevents.*"))) == 1
     assert sorted(p.name for p in (run_dir / "samples").iterdir()) == [
+        "real_vs_fake.png",  # once, at step 0
         "step_0000025.png",
         "step_0000050.png",
     ]

@@ -32,9 +32,12 @@ def test_fid_without_weights_and_without_network_is_one_line_and_exit_2(
         raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
 
     monkeypatch.setattr(fidelity_inception, "load_state_dict_from_url", no_network)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))  # no cached copy
     monkeypatch.delenv("GAN_FID_WEIGHTS", raising=False)
     ckpt = tiny_gan_run / "checkpoints" / "last.ckpt"
-    for metrics in ("[fid]", "[kid,is]"):
+    # offline from the start (the reachability probe fails), and a download that fails after it
+    for metrics, probe in (("[fid]", no_network), ("[kid,is]", lambda *a, **k: None)):
+        monkeypatch.setattr(urllib.request, "urlopen", probe)
         cfg = entry_cfg(
             "eval", tmp_path, f"ckpt_path={ckpt}", f"metrics={metrics}", "inception_weights=null"
         )

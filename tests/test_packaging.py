@@ -88,6 +88,11 @@ def test_gan_train_runs_after_a_non_editable_pip_install(tmp_path: Path) -> None
     ).stdout.strip()  # fmt: skip
     assert where.startswith(str(venv)) and where.endswith("gan_lab/configs"), where
     assert (Path(where) / "model" / "generator" / "mlp.yaml").is_file()
+    plugin = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", "import hydra_plugins.gan_lab_sweepers.resumable_optuna as m; print(m.__file__)"],
+        cwd=elsewhere, env=env, capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    assert plugin.startswith(str(venv)), plugin  # the resumable Optuna sweeper ships in the wheel
     run = gan_train(*TINY_MLP_GAN, "trainer.max_steps=2", "~callbacks.progress_bar")
     assert run.returncode == 0, run.stderr[-3000:]
     (ckpt,) = (elsewhere / "logs" / "train" / "runs").glob("*/checkpoints/last.ckpt")

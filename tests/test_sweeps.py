@@ -112,7 +112,9 @@ def test_optuna_search_space_and_metric_compose() -> None:
     cfg = _compose(["hparams_search=mnist_optuna"])
     sweeper = cfg.hydra.sweeper
     assert sweeper._target_.endswith("OptunaSweeper") and sweeper.direction == "minimize"
-    assert sweeper.storage is None  # in-memory by default; a database resumes (test_resumable_sweeps)
+    assert (
+        sweeper.storage is None
+    )  # in-memory by default; a database resumes (test_resumable_sweeps)
     assert set(sweeper.params) >= {"model.optimizer_g.lr", "model.optimizer_d.lr", "model/loss"}
     assert cfg.optimized_metric == "sweep/pixel_swd"
     assert cfg.callbacks.sample_distance.name == cfg.optimized_metric

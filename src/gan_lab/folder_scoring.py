@@ -135,8 +135,8 @@ def scoring_shape(cfg: DictConfig, datamodule: Any | None) -> tuple[int, int]:
     if size is None or channels is None:
         first = image_files(Path(cfg.reference).expanduser(), "reference")[0]
         with Image.open(first) as image:
-            size = size or min(image.size)
-            channels = channels or (1 if image.mode in ("1", "L", "I", "F") or image.mode.startswith("I;16") else 3)  # fmt: skip
+            grey = image.mode in ("1", "L", "I", "F") or image.mode.startswith("I;16")
+            size, channels = size or min(image.size), channels or (1 if grey else 3)
     for key, value, allowed in (("image_size", size, None), ("channels", channels, (1, 3))):
         if not isinstance(value, int) or value < 1 or (allowed and value not in allowed):
             raise ConfigError(

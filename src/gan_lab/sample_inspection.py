@@ -21,6 +21,7 @@ import torch
 from torch import Tensor
 
 from gan_lab.data.sources import ImageSet
+from gan_lab.data.tensor_data import float_to_uint8
 from gan_lab.errors import ConfigError
 from gan_lab.metrics.classifier import default_classifier_path
 from gan_lab.metrics.features import ClassifierExtractor, FeatureExtractor, InceptionExtractor
@@ -58,8 +59,6 @@ def truncated_batches(
     module: Any, n: int, batch_size: int, seed: int, psi: float
 ) -> Iterator[tuple[Tensor, Tensor | None]]:
     """``n`` uint8 samples from truncated latents (classes uniform for conditional generators)."""
-    from gan_lab.data.tensor_data import float_to_uint8
-
     g = torch.Generator().manual_seed(seed)
     done = 0
     while done < n:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import urllib.request
 from pathlib import Path
 from typing import Protocol
 
@@ -33,13 +34,33 @@ WEIGHTS_URL = (
 )
 
 
+def cached_weights() -> Path:
+    """Where torch-fidelity keeps the downloaded weights (torch.hub's cache)."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / WEIGHTS_URL.rsplit("/", 1)[-1]
+
+
 def weights_advice() -> str:
     """How to get the FID Inception weights onto a machine, in one sentence."""
-    cached = Path(torch.hub.get_dir()) / "checkpoints" / WEIGHTS_URL.rsplit("/", 1)[-1]
     return (
         f"download {WEIGHTS_URL} on a machine with internet (torch-fidelity caches it as "
-        f"{cached}), copy it here and set {WEIGHTS_ENV}=<file> or inception_weights=<file>"
+        f"{cached_weights()}), copy it here and set {WEIGHTS_ENV}=<file> or inception_weights=<file>"
     )
+
+
+def offline_error(err: OSError) -> UserError:
+    reason = getattr(err, "reason", None) or err
+    return UserError(
+        f"FID/KID/IS/precision_recall need the FID Inception weights and they could not be "
+        f"downloaded ({type(err).__name__}: {reason}); {weights_advice()}"
+    )
+
+
+def check_download_reachable(timeout: float = 15.0) -> None:
+    """Before torch-fidelity starts a download (and prints about it): is the URL reachable?"""
+    try:
+        urllib.request.urlopen(urllib.request.Request(WEIGHTS_URL, method="HEAD"), timeout=timeout)
+    except OSError as err:  # URLError, timeouts, refused connections
+        raise offline_error(err) from None
 
 
 class FeatureExtractor(Protocol):
@@ -85,6 +106,8 @@ class InceptionExtractor:
         from torchmetrics.image.fid import NoTrainInceptionV3
 
         self.weights_path = resolve_inception_weights(weights_path)
+        if self.weights_path is None and not cached_weights().is_file():
+            check_download_reachable()
         try:
             self.net = NoTrainInceptionV3(
                 name="inception-v3-compat",
@@ -95,11 +118,7 @@ class InceptionExtractor:
         except OSError as err:  # urllib's URLError is an OSError: no network, no cached file
             if self.weights_path is not None:
                 raise
-            reason = getattr(err, "reason", None) or err
-            raise UserError(
-                f"FID/KID/IS/precision_recall need the FID Inception weights and they could not be "
-                f"downloaded ({type(err).__name__}: {reason}); {weights_advice()}"
-            ) from None
+            raise offline_error(err) from None
         # NHWC convolutions: 2x the images/s of NCHW on an AVX-512 CPU, same float32 maths
         # (features agree to ~1e-5; docs/metrics.md)
         self.net.to(memory_format=torch.channels_last)
