@@ -14,6 +14,7 @@ from torch.utils.data import Dataset
 
 from gan_lab.data import GANDataModule
 from gan_lab.metrics.features import InceptionExtractor
+from gan_lab.metrics.inception_metrics import KID
 from gan_lab.metrics.suite import MetricSuite
 from tests.conftest import CIFAR_AVAILABLE, CIFAR_FOLDER
 
@@ -49,10 +50,7 @@ def test_fid_and_kid_match_torch_fidelity_calculate_metrics() -> None:
 
     a, b = two_real_sets()
     suite = MetricSuite(
-        ["fid", "kid"],
-        {"inception": InceptionExtractor(FID_WEIGHTS)},
-        kid_subsets=1,
-        kid_subset_size=N,
+        ["fid", KID(subsets=1, subset_size=N)], {"inception": InceptionExtractor(FID_WEIGHTS)}
     )
     suite.add_real(a)
     suite.add_fake(b)
