@@ -148,7 +148,7 @@ def test_read_only_output_dir_is_a_clear_error(
     if os.geteuid() == 0:  # root writes anywhere: let the permission check see what a user would
         real_access = os.access
         monkeypatch.setattr(
-            "gan_lab.preflight_checks.os.access",
+            "gan_lab.preflight.run_dir.os.access",
             lambda p, m: Path(p) != locked and real_access(p, m),
         )
     err = expect_one_line_error(compose_train_config([], locked / "run"), capsys)

@@ -51,11 +51,12 @@ class GeneratorMetrics(L.Callback):
         seed: int = 0,
     ) -> None:
         if every_n_steps < 1:
-            raise ValueError(f"callbacks.metrics.every_n_steps={every_n_steps!r} must be >= 1")
-        if n_samples < 2 or n_reference < 2:
-            raise ValueError(
-                "callbacks.metrics.n_samples and n_reference must be >= 2 (a covariance needs two)"
-            )
+            raise ConfigError("callbacks.metrics.every_n_steps", every_n_steps, "must be >= 1")
+        for key, n in (("n_samples", n_samples), ("n_reference", n_reference)):
+            if n < 2:
+                raise ConfigError(
+                    f"callbacks.metrics.{key}", n, "must be >= 2 (a covariance needs two)"
+                )
         key = "callbacks.metrics.metrics"
         build_metrics(list(metrics), key)  # the names exist (a one-line error otherwise)
         options = dict(metric_options or {})

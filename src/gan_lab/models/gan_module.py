@@ -56,7 +56,7 @@ class GANModule(L.LightningModule):
         compile_networks: bool = False,
     ) -> None:
         super().__init__()
-        if n_critic < 1:
+        if not isinstance(n_critic, int) or isinstance(n_critic, bool) or n_critic < 1:
             raise ConfigError(
                 "model.n_critic", n_critic, "must be an integer >= 1 (D updates per G update)"
             )
@@ -65,7 +65,7 @@ class GANModule(L.LightningModule):
                 "model.lr_schedule", lr_schedule, f"choose one of {', '.join(LR_SCHEDULES)}"
             )
         for key, clip in (("model.grad_clip_g", grad_clip_g), ("model.grad_clip_d", grad_clip_d)):
-            if clip is not None and clip <= 0:
+            if clip is not None and (not isinstance(clip, int | float) or clip <= 0):
                 raise ConfigError(key, clip, "must be > 0, or null to disable clipping")
         self.loss = get_loss(loss) if isinstance(loss, str) else loss
         check_compatible(
