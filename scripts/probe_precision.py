@@ -31,7 +31,7 @@ from torch import Tensor, nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import classic_loop
-from gan_lab.data.tensor_data import random_hflip, uint8_to_float
+from gan_lab.data.transforms import random_hflip, uint8_to_float
 from gan_lab.models.losses import get_loss
 
 LOSS = get_loss("non_saturating")

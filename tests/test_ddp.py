@@ -17,7 +17,8 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
-from gan_lab.data.tensor_data import EpochBatchSampler, uint8_to_float
+from gan_lab.data.batch_sampler import EpochBatchSampler
+from gan_lab.data.transforms import uint8_to_float
 from gan_lab.distributed import check_ddp_launch, is_rank_zero
 from gan_lab.errors import ConfigError
 from gan_lab.train import train

@@ -11,8 +11,9 @@ import torch
 from torchvision.io import write_png
 
 from gan_lab.data import GANDataModule
+from gan_lab.data.batch_sampler import EpochBatchSampler
 from gan_lab.data.folder_data import ImageFileDataset
-from gan_lab.data.tensor_data import EpochBatchSampler, TensorImageDataset
+from gan_lab.data.tensor_loader import TensorImageDataset
 from gan_lab.errors import ConfigError
 from tests.conftest import DATA_DIR, requires_mnist
 

@@ -12,20 +12,12 @@ import torch
 from torch.utils.data import DataLoader
 
 from gan_lab.data import sources
+from gan_lab.data.batch_sampler import EpochBatchSampler
 from gan_lab.data.folder_data import ImageFileDataset
 from gan_lab.data.sources import ImageSet
-from gan_lab.data.tensor_data import (
-    EpochBatchSampler,
-    ResumableDataLoader,
-    TensorImageDataset,
-    cache_key,
-    load_cached,
-    random_hflip,
-    resize_uint8,
-    store_cached,
-    to_model_shape,
-    uint8_to_float,
-)
+from gan_lab.data.tensor_cache import cache_key, load_cached, store_cached
+from gan_lab.data.tensor_loader import ResumableDataLoader, TensorImageDataset
+from gan_lab.data.transforms import random_hflip, resize_uint8, to_model_shape, uint8_to_float
 from gan_lab.errors import ConfigError
 
 log = logging.getLogger(__name__)

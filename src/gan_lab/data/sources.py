@@ -1,7 +1,7 @@
 """Where images come from: torchvision MNIST / CIFAR-10, image folders, synthetic shapes.
 
 Every loader returns an :class:`ImageSet` of uint8 NCHW images at the source's native size;
-resizing and channel conversion happen once, in :mod:`gan_lab.data.tensor_data`.
+resizing and channel conversion happen once, in :mod:`gan_lab.data.transforms`.
 """
 
 from __future__ import annotations
