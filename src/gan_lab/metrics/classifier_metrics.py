@@ -11,10 +11,9 @@ from typing import Any
 import torch
 from torch import Tensor
 from torchmetrics import Metric
-from torchmetrics.image.fid import FrechetInceptionDistance
 
-from gan_lab.metrics.features import PassThrough
-from gan_lab.metrics.registry import GeneratorMetric, MetricResult, register_metric, sample_counts
+from gan_lab.metrics.inception_metrics import FrechetDistance
+from gan_lab.metrics.registry import GeneratorMetric, MetricResult, register_metric
 
 
 class ClassHistogram(Metric):
@@ -49,24 +48,14 @@ def coverage_stats(counts: Tensor) -> dict[str, float]:
 
 
 @register_metric
-class ClassifierFD(GeneratorMetric):
+class ClassifierFD(FrechetDistance):
     """Fréchet distance in the classifier's pooled-feature space."""
 
-    name, space, needs_real = "classifier_fd", "classifier", True
-
-    def build(self, extractor: Any) -> Metric:
-        return FrechetInceptionDistance(
-            PassThrough(extractor.num_features), reset_real_features=False
-        )
-
-    def update_fake(self, features: Tensor, logits: Tensor, requested: Tensor | None) -> None:
-        self.state.update(features.double(), real=False)
-
-    def compute(self, extractor: Any) -> MetricResult:
-        value = float(self.state.compute())
-        n_real, n_fake = sample_counts(self.state)
-        detail = f"Fréchet distance in classifier feature space, n_real={n_real}, n_fake={n_fake}"
-        return self.result({"classifier_fd": value}, detail, extractor)
+    name, space, label = (
+        "classifier_fd",
+        "classifier",
+        "Fréchet distance in classifier feature space,",
+    )
 
 
 class _ClassHistogramMetric(GeneratorMetric):

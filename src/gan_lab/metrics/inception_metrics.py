@@ -8,7 +8,7 @@ goes through the network once however many metrics read it.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, ClassVar
 
 from torch import Tensor
 from torchmetrics import Metric
@@ -20,11 +20,11 @@ from gan_lab.metrics.features import PassThrough
 from gan_lab.metrics.registry import GeneratorMetric, MetricResult, register_metric, sample_counts
 
 
-@register_metric
-class FID(GeneratorMetric):
-    """Fréchet Inception Distance (Heusel et al. 2017) on 2048-d pool3 features."""
+class FrechetDistance(GeneratorMetric):
+    """Fréchet distance between Gaussians fitted to real and generated features (any space)."""
 
-    name, space, needs_real = "fid", "inception", True
+    needs_real = True
+    label: ClassVar[str]  # how the protocol names it
 
     def build(self, extractor: Any) -> Metric:
         return FrechetInceptionDistance(
@@ -37,7 +37,15 @@ class FID(GeneratorMetric):
     def compute(self, extractor: Any) -> MetricResult:
         value = float(self.state.compute())
         n_real, n_fake = sample_counts(self.state)
-        return self.result({"fid": value}, f"FID n_real={n_real}, n_fake={n_fake}", extractor)
+        detail = f"{self.label} n_real={n_real}, n_fake={n_fake}"
+        return self.result({self.name: value}, detail, extractor)
+
+
+@register_metric
+class FID(FrechetDistance):
+    """Fréchet Inception Distance (Heusel et al. 2017) on 2048-d pool3 features."""
+
+    name, space, label = "fid", "inception", "FID"
 
 
 @register_metric
