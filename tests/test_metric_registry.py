@@ -72,3 +72,17 @@ def test_a_metric_added_at_test_time_is_one_class(monkeypatch: pytest.MonkeyPatc
     result = suite.compute()["mean_logit"]
     assert result.values["mean_logit"] == pytest.approx(float(ext(x)[1][:, 0].mean()), rel=1e-5)
     assert result.protocol == "mean; random projection (test)"
+
+
+def test_the_training_callback_takes_names_and_per_metric_options() -> None:
+    from gan_lab.callbacks.periodic_metrics import GeneratorMetrics
+
+    callback = GeneratorMetrics(metrics=["fid", "kid"], metric_options={"kid": {"subset_size": 7}})
+    assert [(m.name, getattr(m, "subset_size", None)) for m in callback.chosen] == [
+        ("fid", None),
+        ("kid", 7),
+    ]
+    with pytest.raises(ConfigError, match=r"callbacks\.metrics\.metric_options=\['is'\]"):
+        GeneratorMetrics(metrics=["fid"], metric_options={"is": {"splits": 2}})
+    with pytest.raises(ConfigError, match=r"callbacks\.metrics\.metrics=\['fid', 'kd'\]"):
+        GeneratorMetrics(metrics=["fid", "kd"])

@@ -24,7 +24,7 @@ from gan_lab.errors import ConfigError
 from gan_lab.metrics.classifier import default_classifier_path
 from gan_lab.metrics.features import ClassifierExtractor, FeatureExtractor, InceptionExtractor
 from gan_lab.metrics.reference import reference_subset
-from gan_lab.metrics.registry import GeneratorMetric, build_metrics, metric_class
+from gan_lab.metrics.registry import GeneratorMetric, build_metrics
 from gan_lab.metrics.runner import add_generated, add_reference, rank_share
 from gan_lab.metrics.suite import MetricSuite, flat_scalars
 
@@ -57,18 +57,9 @@ class GeneratorMetrics(L.Callback):
                 raise ConfigError(
                     f"callbacks.metrics.{key}", n, "must be >= 2 (a covariance needs two)"
                 )
-        key = "callbacks.metrics.metrics"
-        build_metrics(list(metrics), key)  # the names exist (a one-line error otherwise)
-        options = dict(metric_options or {})
         self.chosen: list[GeneratorMetric] = build_metrics(
-            [metric_class(n, key)(**options.pop(n, {})) for n in metrics], key
+            list(metrics), "callbacks.metrics.metrics", metric_options
         )
-        if options:
-            raise ConfigError(
-                "callbacks.metrics.metric_options",
-                sorted(options),
-                f"names metrics not chosen in callbacks.metrics.metrics={list(metrics)}",
-            )
         self.every_n_steps, self.n_samples, self.n_reference = every_n_steps, n_samples, n_reference
         self.reference_split, self.batch_size, self.seed = reference_split, batch_size, seed
         self.classifier_path, self.inception_weights = classifier_path, inception_weights

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
@@ -121,18 +121,27 @@ def metric_class(name: str, key: str = "metrics") -> type[GeneratorMetric]:
 
 
 def build_metrics(
-    chosen: Sequence[str | GeneratorMetric], key: str = "metrics"
+    chosen: Sequence[str | GeneratorMetric],
+    key: str = "metrics",
+    options: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> list[GeneratorMetric]:
-    """Names (default options) or metric objects, in order, each name once."""
+    """Names (built with ``options[name]``, else defaults) or metric objects, in order, each once."""
     names = [m if isinstance(m, str) else m.name for m in chosen]
     _discover()
     if not names or any(n not in _REGISTRY for n in names):
         raise ConfigError(key, names, f"choose one or more of {', '.join(metric_names())}")
+    options = dict(options or {})
+    if set(options) - set(names):
+        raise ConfigError(
+            f"{key.rsplit('.', 1)[0]}.metric_options" if "." in key else "metric_options",
+            sorted(set(options) - set(names)),
+            f"names metrics that are not chosen ({', '.join(names)})",
+        )
     metrics: dict[str, GeneratorMetric] = {}
     for m in chosen:
         name = m if isinstance(m, str) else m.name
         if name not in metrics:
-            metrics[name] = _REGISTRY[m]() if isinstance(m, str) else m
+            metrics[name] = _REGISTRY[m](**options.get(m, {})) if isinstance(m, str) else m
     return list(metrics.values())
 
 
