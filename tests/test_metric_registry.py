@@ -86,3 +86,14 @@ def test_the_training_callback_takes_names_and_per_metric_options() -> None:
         GeneratorMetrics(metrics=["fid"], metric_options={"is": {"splits": 2}})
     with pytest.raises(ConfigError, match=r"callbacks\.metrics\.metrics=\['fid', 'kd'\]"):
         GeneratorMetrics(metrics=["fid", "kd"])
+
+
+def test_gan_eval_reports_an_option_the_metric_does_not_take(tmp_path: Path) -> None:
+    from gan_lab.eval import chosen_metrics
+    from tests.test_eval_sample import entry_cfg
+
+    cfg = entry_cfg("eval", tmp_path, "metrics=[fid,kid]", "+metrics.kid.subsetz=5")
+    with pytest.raises(
+        ConfigError, match=r"^metrics\.kid=.*unexpected keyword argument 'subsetz'$"
+    ):
+        chosen_metrics(cfg)

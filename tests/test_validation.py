@@ -174,3 +174,20 @@ def test_the_real_cli_refuses_an_existing_run_dir(workspace: Path) -> None:
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "already holds a run" in result.stderr
     assert tree_state(old / "checkpoints") == before
+
+
+def test_gan_train_validates_once_and_builds_everything_before_writing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Constructors own their arguments, so they run before the config is saved."""
+    import gan_lab.train as train_module
+
+    calls: list[str] = []
+    record = lambda name, result=None: lambda *a: calls.append(name) or result  # noqa: E731
+    monkeypatch.setattr(train_module, "validate_config", record("validate"))
+    monkeypatch.setattr(train_module, "build_run", record("build", "parts"))
+    monkeypatch.setattr(train_module, "print_and_save_config", record("save config"))
+    monkeypatch.setattr(train_module, "fit", record("fit", {}))
+    monkeypatch.setattr(train_module, "write_run_metrics", record("write metrics"))
+    train_module.train_and_record(compose_train_config([], tmp_path / "run"))
+    assert calls == ["validate", "build", "save config", "fit", "write metrics"]

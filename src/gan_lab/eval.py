@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import hydra
+from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf
 
-from gan_lab.errors import ConfigError, UserError, run_cli
+from gan_lab.errors import ConfigError, UserError, find_user_error, run_cli
 from gan_lab.metrics.classifier import default_classifier_path
 from gan_lab.metrics.features import ClassifierExtractor, FeatureExtractor, InceptionExtractor
 from gan_lab.metrics.reference import reference_subset
@@ -69,10 +70,18 @@ def chosen_metrics(cfg: DictConfig) -> list[GeneratorMetric]:
     metrics: list[GeneratorMetric] = []
     for name, node in chosen.items():
         options = OmegaConf.to_container(node, resolve=True) if node else {}
-        if "_target_" in options:
-            metric = hydra.utils.instantiate(options)
-        else:  # e.g. +metrics.fid={} on the command line: the registered class
-            metric = metric_class(name, "metrics")(**options)
+        try:
+            if "_target_" in options:
+                metric = hydra.utils.instantiate(options)
+            else:  # e.g. +metrics.fid={} on the command line: the registered class
+                metric = metric_class(name, "metrics")(**options)
+        except (TypeError, InstantiationException) as err:  # an option the class does not take
+            if find_user_error(err) is not None:
+                raise
+            cause = err.__cause__ or err  # Hydra wraps the constructor's TypeError
+            raise ConfigError(
+                f"metrics.{name}", options, f"the options do not fit: {cause}"
+            ) from None
         if not isinstance(metric, GeneratorMetric) or metric.name != name:
             raise ConfigError(
                 f"metrics.{name}._target_",
