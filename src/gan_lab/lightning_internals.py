@@ -36,6 +36,14 @@ def step_not_counted(optimizer: Any, trainer: L.Trainer) -> Iterator[None]:
         optimizer._on_before_step, optimizer._on_after_step = before, after
 
 
+def attached_trainer(module: L.LightningModule) -> L.Trainer | None:
+    """The module's trainer, or None outside ``fit`` (unit tests call modules directly).
+
+    The public ``module.trainer`` raises when no trainer is attached; ``_trainer`` is None then.
+    """
+    return module._trainer
+
+
 def logger_writes(trainer: L.Trainer | None) -> bool:
     """True on the batches whose logged scalars reach the loggers (``trainer.log_every_n_steps``).
 

@@ -18,7 +18,7 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR, LRScheduler
 
 from gan_lab.errors import ConfigError
-from gan_lab.lightning_internals import logger_writes, step_not_counted
+from gan_lab.lightning_internals import attached_trainer, logger_writes, step_not_counted
 from gan_lab.models.augment import DiffAugment
 from gan_lab.models.compatibility import check_compatible
 from gan_lab.models.ema import GeneratorEMA
@@ -137,7 +137,9 @@ class GANModule(L.LightningModule):
         assert self.noise_seed is not None, "setup() draws the noise seed"
         counter = self.d_updates if stream == "d" else self.global_step
         rank, world = (
-            (self.trainer.global_rank, self.trainer.world_size) if self._trainer else (0, 1)
+            (self.trainer.global_rank, self.trainer.world_size)
+            if attached_trainer(self)
+            else (0, 1)
         )
         return rank_noise(
             seed=self.noise_seed,
@@ -195,7 +197,7 @@ class GANModule(L.LightningModule):
         y_real = labels if self.num_classes else None
         # scalars reach the loggers on one batch in trainer.log_every_n_steps: log (and compute
         # diagnostic gradient norms) only then
-        logged = logger_writes(self._trainer)
+        logged = logger_writes(attached_trainer(self))
 
         # --- discriminator update (G frozen; fakes carry no graph back into G)
         with self.toggled_optimizer(opt_d):
@@ -292,7 +294,7 @@ class GANModule(L.LightningModule):
             return torch.zeros(())
         # under fp16 the gradients here still carry the GradScaler's loss scale (Lightning unscales
         # inside optimizer.step(), fused optimizers in their kernel), so limit and norm scale too
-        scale = loss_scale(self._trainer)
+        scale = loss_scale(attached_trainer(self))
         limit = max_norm * scale if max_norm is not None else math.inf
         norm = torch.nn.utils.clip_grad_norm_(params, limit, error_if_nonfinite=False)
         return (norm / scale).detach()
