@@ -54,7 +54,7 @@ def check_ranges(cfg: DictConfig) -> None:
         lambda v: _is_number(v) and 0 < v < 1,
         "must be in (0, 1), e.g. 0.1",
     )
-    _check(cfg, "data.synthetic_size", *positive_int)
+    _check(cfg, "data.source.num_samples", *positive_int)
     for key in ("data.hflip", "data.pin_memory", "trainer.deterministic"):
         _check(cfg, key, lambda v: isinstance(v, bool), "must be true or false")
     _check(
@@ -137,14 +137,10 @@ def check_combinations(cfg: DictConfig) -> None:
         raise ConfigError(
             "trainer.precision", precision, "fp16 needs a GPU; on CPU use bf16-mixed or 32-true"
         )
-    batch, source, size = (
-        _get(cfg, "data.batch_size"),
-        _get(cfg, "data.source"),
-        _get(cfg, "data.synthetic_size"),
-    )
-    if source == "synthetic" and _is_int(batch) and _is_int(size) and size < batch:
+    batch, size = _get(cfg, "data.batch_size"), _get(cfg, "data.source.num_samples")
+    if _is_int(batch) and _is_int(size) and size < batch:  # a source that makes its images
         raise ConfigError(
-            "data.synthetic_size", size, f"is smaller than one batch (data.batch_size={batch})"
+            "data.source.num_samples", size, f"is smaller than one batch (data.batch_size={batch})"
         )
 
 
