@@ -22,6 +22,10 @@ from gan_lab import lightning_internals
 
 PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
 BATCHES = 4
+# no logger, checkpoints, progress bar or summary: only the loop under test
+BARE_TRAINER = dict(
+    logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False
+)
 
 
 class RecordingProfiler(PassThroughProfiler):
@@ -82,11 +86,8 @@ def _fit(module: TwoOptimizerSteps, profiler: PassThroughProfiler | None = None)
         max_epochs=1,
         limit_train_batches=BATCHES,
         log_every_n_steps=2,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
         profiler=profiler,
+        **BARE_TRAINER,
     )
     data = DataLoader(TensorDataset(torch.randn(BATCHES * 2, 2)), batch_size=2)
     trainer.fit(module, data)
