@@ -72,7 +72,7 @@ def compose(setup_name: str, overrides: tuple[str, ...], workdir: str) -> Any:
         "data=synthetic",
         f"data.image_size={setup.image_size}",
         f"data.channels={setup.channels}",
-        "data.synthetic_size=16384",
+        "data.source.num_samples=16384",
         "callbacks=none",
         "trainer=gpu",
         "trainer.max_steps=1000000",

@@ -26,10 +26,10 @@ from gan_lab.training.noise import rank_noise
 from tests.conftest import compose_train_config
 
 TINY = (
-    "data.source=synthetic",
+    "data/source=synthetic",
     "data.image_size=8",
     "data.channels=1",
-    "data.synthetic_size=64",
+    "data.source.num_samples=64",
     "data.batch_size=8",
     "model.generator.latent_dim=8",
     "model.generator.width=4",

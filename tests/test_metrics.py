@@ -12,7 +12,7 @@ import torch
 from scipy import linalg
 
 from gan_lab.data import GANDataModule
-from gan_lab.data.sources import ImageSet
+from gan_lab.data.sources import CIFAR10, MNIST, ImageSet
 from gan_lab.errors import ConfigError, UserError
 from gan_lab.metrics.classifier import (
     ClassifierSpec,
@@ -264,7 +264,7 @@ def test_committed_classifier_reaches_its_accuracy_on_the_real_test_split(
     model = load_classifier(path)
     spec = model.spec
     dm = GANDataModule(
-        dataset,
+        {"mnist": MNIST, "cifar10": CIFAR10}[dataset](),
         data_dir=str(DATA_DIR),
         path=str(CIFAR_FOLDER) if dataset == "cifar10" else None,
         image_size=spec.image_size,

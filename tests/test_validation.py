@@ -62,7 +62,10 @@ MALFORMED = [
         ["trainer.max_steps=-1", "trainer.max_epochs=-1"],
         "trainer.max_steps=-1 is invalid: with trainer.max_epochs",
     ),
-    (["data.source=synthetic", "data.synthetic_size=16"], "data.synthetic_size=16 is invalid"),
+    (
+        ["data/source=synthetic", "data.source.num_samples=16"],
+        "data.source.num_samples=16 is invalid",
+    ),
     (["ckpt_path=/no/such/file.ckpt"], "ckpt_path='/no/such/file.ckpt' is invalid"),
 ]
 

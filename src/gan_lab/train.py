@@ -19,6 +19,7 @@ from gan_lab.utils import (
     hyperparameters,
     instantiate_callbacks,
     instantiate_loggers,
+    instantiate_model,
     print_and_save_config,
 )
 
@@ -65,7 +66,7 @@ def build_run(cfg: DictConfig) -> RunParts:
     log.info("instantiating datamodule <%s>", cfg.data._target_)
     datamodule = hydra.utils.instantiate(cfg.data)
     log.info("instantiating model <%s>", cfg.model._target_)
-    model = hydra.utils.instantiate(cfg.model)
+    model = instantiate_model(cfg.model)
     callbacks = instantiate_callbacks(cfg.get("callbacks"))
     callbacks.append(RunConfigInCheckpoint(OmegaConf.to_container(cfg, resolve=True)))
     callbacks.append(ResumeState())  # RNG states and TensorBoard restart marker: exact resume

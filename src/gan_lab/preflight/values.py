@@ -30,7 +30,7 @@ def check_data(cfg: DictConfig) -> None:
     check(cfg, "data.channels", lambda v: v in (1, 3), "must be 1 (grey) or 3 (RGB)")
     check(cfg, "data.num_workers", lambda v: is_int(v) and v >= 0, "must be an integer >= 0")
     check(cfg, "data.heldout_fraction", lambda v: is_number(v) and 0 < v < 1, "must be in (0, 1), e.g. 0.1")  # fmt: skip
-    check(cfg, "data.synthetic_size", *POSITIVE_INT)
+    check(cfg, "data.source.num_samples", *POSITIVE_INT)
     for key in ("data.hflip", "data.pin_memory"):
         check(cfg, key, lambda v: isinstance(v, bool), "must be true or false")
 
@@ -96,10 +96,10 @@ def check_combinations(cfg: DictConfig) -> None:
         raise ConfigError(
             "trainer.precision", precision, "fp16 needs a GPU; on CPU use bf16-mixed or 32-true"
         )
-    batch, size = get(cfg, "data.batch_size"), get(cfg, "data.synthetic_size")
-    if get(cfg, "data.source") == "synthetic" and is_int(batch) and is_int(size) and size < batch:
+    batch, size = get(cfg, "data.batch_size"), get(cfg, "data.source.num_samples")
+    if is_int(batch) and is_int(size) and size < batch:  # a source that makes its images
         raise ConfigError(
-            "data.synthetic_size", size, f"is smaller than one batch (data.batch_size={batch})"
+            "data.source.num_samples", size, f"is smaller than one batch (data.batch_size={batch})"
         )
 
 

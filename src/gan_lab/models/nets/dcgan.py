@@ -5,9 +5,26 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from gan_lab.models.nets.checks import require_channels, require_positive, require_power_of_two_size
+from gan_lab.models.nets.checks import (
+    channels_reason,
+    first_reason,
+    power_of_two_reason,
+    require_positive,
+    require_supported,
+)
 from gan_lab.models.nets.init import dcgan_init
 from gan_lab.models.nets.layers import apply_spectral_norm
+
+SIZES = (16, 256)  # smallest and largest power-of-two image size
+
+
+def _supports(image_size: int, channels: int) -> str | None:
+    return first_reason(channels_reason(channels), power_of_two_reason(image_size, *SIZES))
+
+
+def _doublings(image_size: int) -> int:
+    """Number of 2x up/down-samplings between the 4x4 feature map and ``image_size``."""
+    return image_size.bit_length() - 1 - 2
 
 
 class DCGANGenerator(nn.Module):
@@ -22,9 +39,9 @@ class DCGANGenerator(nn.Module):
         spectral_norm: bool = False,
     ) -> None:
         super().__init__()
-        require_positive("model.generator.latent_dim", latent_dim)
-        require_channels("data.channels", channels)
-        n_up = require_power_of_two_size("data.image_size", image_size, 16, 256)
+        require_positive("latent_dim", latent_dim)
+        require_supported(type(self), image_size, channels)
+        n_up = _doublings(image_size)
         self.latent_dim, self.num_classes = latent_dim, 0
         ch = width * 2 ** (n_up - 1)
         layers: list[nn.Module] = [
@@ -44,6 +61,11 @@ class DCGANGenerator(nn.Module):
         dcgan_init(self)
         if spectral_norm:
             apply_spectral_norm(self)
+
+    @classmethod
+    def supports(cls, image_size: int, channels: int) -> str | None:
+        """Powers of two from 16 to 256, grey or RGB."""
+        return _supports(image_size, channels)
 
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         return self.net(self._as_image(z))
@@ -80,8 +102,8 @@ class DCGANDiscriminator(nn.Module):
         spectral_norm: bool = False,
     ) -> None:
         super().__init__()
-        require_channels("data.channels", channels)
-        n_down = require_power_of_two_size("data.image_size", image_size, 16, 256)
+        require_supported(type(self), image_size, channels)
+        n_down = _doublings(image_size)
         self.num_classes = 0
         bias = not batch_norm
         layers: list[nn.Module] = [
@@ -102,6 +124,11 @@ class DCGANDiscriminator(nn.Module):
         dcgan_init(self)
         if spectral_norm:
             apply_spectral_norm(self)
+
+    @classmethod
+    def supports(cls, image_size: int, channels: int) -> str | None:
+        """Powers of two from 16 to 256, grey or RGB."""
+        return _supports(image_size, channels)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         return self.net(x).flatten()

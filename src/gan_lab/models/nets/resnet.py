@@ -15,26 +15,27 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gan_lab.errors import ConfigError
-from gan_lab.models.nets.checks import require_channels, require_positive
-from gan_lab.models.nets.layers import (
-    ConditionalBatchNorm2d,
-    ProjectionHead,
-    apply_spectral_norm,
+from gan_lab.models.nets.checks import (
+    channels_reason,
+    first_reason,
     require_num_classes,
+    require_positive,
+    require_supported,
 )
+from gan_lab.models.nets.contract import NetworkArgumentError
+from gan_lab.models.nets.layers import ConditionalBatchNorm2d, ProjectionHead, apply_spectral_norm
 
 SUPPORTED_SIZES = (32, 64)
 
 
-def _require_size(image_size: int) -> None:
-    if image_size not in SUPPORTED_SIZES:
-        raise ConfigError(
-            "data.image_size",
-            image_size,
-            f"the ResNet networks are built for {list(SUPPORTED_SIZES)}; set data.image_size=32 "
-            "(MNIST is resized from 28) or use the mlp networks",
-        )
+def _supports(image_size: int, channels: int) -> str | None:
+    size_reason = (
+        None
+        if image_size in SUPPORTED_SIZES
+        else f"the ResNet networks are built for {list(SUPPORTED_SIZES)}; use 32 (MNIST is "
+        "resized from 28) or the mlp networks"
+    )
+    return first_reason(channels_reason(channels), size_reason)
 
 
 def sngan_init(net: nn.Module) -> None:
@@ -131,21 +132,16 @@ class ResNetGenerator(nn.Module):
         spectral_norm: bool = False,
     ) -> None:
         super().__init__()
-        require_positive("model.generator.latent_dim", latent_dim)
-        require_positive("model.generator.width", width)
-        require_channels("data.channels", channels)
-        _require_size(image_size)
+        require_positive("latent_dim", latent_dim)
+        require_positive("width", width)
+        require_supported(type(self), image_size, channels)
         self.latent_dim = latent_dim
-        self.num_classes = (
-            0
-            if num_classes == 0
-            else require_num_classes("model.generator.num_classes", num_classes)
-        )
+        self.num_classes = 0 if num_classes == 0 else require_num_classes(num_classes)
         n_up = int(math.log2(image_size)) - 2
         halve = image_size > 32
         if halve and width < 2**n_up:
-            raise ConfigError(
-                "model.generator.width", width, f"at {image_size}x{image_size} must be >= {2**n_up}"
+            raise NetworkArgumentError(
+                "width", width, f"at {image_size}x{image_size} must be >= {2**n_up}"
             )
         self.width = width
         self.linear = nn.Linear(latent_dim, 4 * 4 * width)
@@ -158,6 +154,11 @@ class ResNetGenerator(nn.Module):
         sngan_init(self)
         if spectral_norm:
             apply_spectral_norm(self)
+
+    @classmethod
+    def supports(cls, image_size: int, channels: int) -> str | None:
+        """32x32 and 64x64, grey or RGB."""
+        return _supports(image_size, channels)
 
     def forward(self, z: Tensor, y: Tensor | None = None) -> Tensor:
         if self.num_classes and y is None:
@@ -180,14 +181,9 @@ class ResNetDiscriminator(nn.Module):
         spectral_norm: bool = True,
     ) -> None:
         super().__init__()
-        require_positive("model.discriminator.width", width)
-        require_channels("data.channels", channels)
-        _require_size(image_size)
-        self.num_classes = (
-            0
-            if num_classes == 0
-            else require_num_classes("model.discriminator.num_classes", num_classes)
-        )
+        require_positive("width", width)
+        require_supported(type(self), image_size, channels)
+        self.num_classes = 0 if num_classes == 0 else require_num_classes(num_classes)
         if image_size == 32:  # 32 -> 16 -> 8 -> 8 -> 8, constant width
             plan = [
                 (channels, width, True),
@@ -198,8 +194,8 @@ class ResNetDiscriminator(nn.Module):
         else:  # 64 -> 32 -> 16 -> 8 -> 4 -> 2, doubling up to width
             n_down = int(math.log2(image_size)) - 1
             if width < 2 ** (n_down - 1):
-                raise ConfigError(
-                    "model.discriminator.width",
+                raise NetworkArgumentError(
+                    "width",
                     width,
                     f"at {image_size}x{image_size} must be >= {2 ** (n_down - 1)}",
                 )
@@ -212,6 +208,11 @@ class ResNetDiscriminator(nn.Module):
         sngan_init(self)
         if spectral_norm:
             apply_spectral_norm(self)
+
+    @classmethod
+    def supports(cls, image_size: int, channels: int) -> str | None:
+        """32x32 and 64x64, grey or RGB."""
+        return _supports(image_size, channels)
 
     def forward(self, x: Tensor, y: Tensor | None = None) -> Tensor:
         h = F.relu(self.blocks(x)).sum(dim=(2, 3))
