@@ -37,7 +37,7 @@ def classifier_file(path: str | None, source: str) -> Path:
         raise ConfigError(
             "classifier_path",
             path,
-            f"no classifier for data/source={source!r} at {candidate}; train one with "
+            f"no classifier for data.source={source!r} at {candidate}; train one with "
             f"scripts/train_classifier.py or choose metrics without classifier_* / class_*",
         )
     return candidate

@@ -84,7 +84,7 @@ class GeneratorMetrics(L.Callback):
             else:
                 skipped = [m.name for m in self.chosen if m.space == "classifier"]
                 rank_zero_warn(
-                    f"callbacks.metrics: no classifier for data/source={source!r} ({path}); skipping "
+                    f"callbacks.metrics: no classifier for data.source={source!r} ({path}); skipping "
                     f"{', '.join(skipped)}. Train one with "
                     "scripts/train_classifier.py and set callbacks.metrics.classifier_path"
                 )
