@@ -13,7 +13,7 @@ from gan_lab.models.nets.checks import (
     require_supported,
 )
 from gan_lab.models.nets.init import dcgan_init
-from gan_lab.models.nets.layers import apply_spectral_norm
+from gan_lab.models.nets.layers import SizedNetwork
 
 SIZES = (16, 256)  # smallest and largest power-of-two image size
 
@@ -22,12 +22,21 @@ def _supports(image_size: int, channels: int) -> str | None:
     return first_reason(channels_reason(channels), power_of_two_reason(image_size, *SIZES))
 
 
+class _DCGANFamily(SizedNetwork):
+    """What the generator and discriminator of this family share: supported sizes."""
+
+    @classmethod
+    def supports(cls, image_size: int, channels: int) -> str | None:
+        """Powers of two from 16 to 256, grey or RGB."""
+        return _supports(image_size, channels)
+
+
 def _doublings(image_size: int) -> int:
     """Number of 2x up/down-samplings between the 4x4 feature map and ``image_size``."""
     return image_size.bit_length() - 1 - 2
 
 
-class DCGANGenerator(nn.Module):
+class DCGANGenerator(_DCGANFamily):
     """z -> 4x4 x (width * 2^k) -> ... stride-2 transposed convs ... -> C x size x size, tanh."""
 
     def __init__(
@@ -58,14 +67,7 @@ class DCGANGenerator(nn.Module):
             ch //= 2
         layers += [nn.ConvTranspose2d(ch, channels, 4, 2, 1, bias=False), nn.Tanh()]
         self.net = nn.Sequential(*layers)
-        dcgan_init(self)
-        if spectral_norm:
-            apply_spectral_norm(self)
-
-    @classmethod
-    def supports(cls, image_size: int, channels: int) -> str | None:
-        """Powers of two from 16 to 256, grey or RGB."""
-        return _supports(image_size, channels)
+        self.finish(dcgan_init, spectral_norm)
 
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         return self.net(self._as_image(z))
@@ -84,7 +86,7 @@ class DCGANGenerator(nn.Module):
         return z[:, :, None, None]
 
 
-class DCGANDiscriminator(nn.Module):
+class DCGANDiscriminator(_DCGANFamily):
     """C x size x size -> stride-2 convs with LeakyReLU (BatchNorm after the first) -> 4x4 -> 1 logit.
 
     With BatchNorm the convolutions carry no bias (BN's shift replaces it, as in the paper). Without
@@ -121,14 +123,7 @@ class DCGANDiscriminator(nn.Module):
             ch *= 2
         layers += [nn.Conv2d(ch, 1, 4, 1, 0, bias=bias)]
         self.net = nn.Sequential(*layers)
-        dcgan_init(self)
-        if spectral_norm:
-            apply_spectral_norm(self)
-
-    @classmethod
-    def supports(cls, image_size: int, channels: int) -> str | None:
-        """Powers of two from 16 to 256, grey or RGB."""
-        return _supports(image_size, channels)
+        self.finish(dcgan_init, spectral_norm)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         return self.net(x).flatten()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor, nn
 from torch.nn.utils.parametrizations import spectral_norm
@@ -69,3 +71,21 @@ class ProjectionHead(nn.Module):
         if y is None:
             raise ValueError("a projection discriminator needs class labels y, got None")
         return logits + torch.sum(self.embed(y) * h, dim=1)
+
+
+class SizedNetwork(nn.Module):
+    """Base of a network family (a G and its D) that shares supported sizes and initialisation.
+
+    Subclasses set ``supports`` for the family once; ``finish`` runs the family's weight init and
+    then, when asked, spectral normalisation (after init: SN's power iteration starts from the
+    initialised weights).
+    """
+
+    @classmethod
+    def supports(cls, image_size: int, channels: int) -> str | None:
+        raise NotImplementedError
+
+    def finish(self, init: Callable[[nn.Module], None], spectral_norm: bool) -> None:
+        init(self)
+        if spectral_norm:
+            apply_spectral_norm(self)

@@ -23,7 +23,7 @@ from gan_lab.models.nets.checks import (
     require_supported,
 )
 from gan_lab.models.nets.contract import NetworkArgumentError
-from gan_lab.models.nets.layers import ConditionalBatchNorm2d, ProjectionHead, apply_spectral_norm
+from gan_lab.models.nets.layers import ConditionalBatchNorm2d, ProjectionHead, SizedNetwork
 
 SUPPORTED_SIZES = (32, 64)
 
@@ -36,6 +36,15 @@ def _supports(image_size: int, channels: int) -> str | None:
         "resized from 28) or the mlp networks"
     )
     return first_reason(channels_reason(channels), size_reason)
+
+
+class _ResNetFamily(SizedNetwork):
+    """What the generator and discriminator of this family share: supported sizes."""
+
+    @classmethod
+    def supports(cls, image_size: int, channels: int) -> str | None:
+        """32x32 and 64x64, grey or RGB."""
+        return _supports(image_size, channels)
 
 
 def sngan_init(net: nn.Module) -> None:
@@ -119,7 +128,7 @@ class DiscriminatorBlock(nn.Module):
         return F.avg_pool2d(x, 2) if self.downsample else x
 
 
-class ResNetGenerator(nn.Module):
+class ResNetGenerator(_ResNetFamily):
     """z -> linear 4x4 x width -> up-blocks -> BN-ReLU-conv3 -> tanh."""
 
     def __init__(
@@ -151,14 +160,7 @@ class ResNetGenerator(nn.Module):
         )
         self.out_bn = nn.BatchNorm2d(chans[-1])
         self.out_conv = nn.Conv2d(chans[-1], channels, 3, 1, 1)
-        sngan_init(self)
-        if spectral_norm:
-            apply_spectral_norm(self)
-
-    @classmethod
-    def supports(cls, image_size: int, channels: int) -> str | None:
-        """32x32 and 64x64, grey or RGB."""
-        return _supports(image_size, channels)
+        self.finish(sngan_init, spectral_norm)
 
     def forward(self, z: Tensor, y: Tensor | None = None) -> Tensor:
         if self.num_classes and y is None:
@@ -169,7 +171,7 @@ class ResNetGenerator(nn.Module):
         return torch.tanh(self.out_conv(F.relu(self.out_bn(h))))
 
 
-class ResNetDiscriminator(nn.Module):
+class ResNetDiscriminator(_ResNetFamily):
     """Images -> down-blocks -> ReLU -> global sum pool -> (projection) head -> logits (N,)."""
 
     def __init__(
@@ -205,14 +207,7 @@ class ResNetDiscriminator(nn.Module):
             *(DiscriminatorBlock(a, b, down, first=i == 0) for i, (a, b, down) in enumerate(plan))
         )
         self.head = ProjectionHead(width, self.num_classes)
-        sngan_init(self)
-        if spectral_norm:
-            apply_spectral_norm(self)
-
-    @classmethod
-    def supports(cls, image_size: int, channels: int) -> str | None:
-        """32x32 and 64x64, grey or RGB."""
-        return _supports(image_size, channels)
+        self.finish(sngan_init, spectral_norm)
 
     def forward(self, x: Tensor, y: Tensor | None = None) -> Tensor:
         h = F.relu(self.blocks(x)).sum(dim=(2, 3))
