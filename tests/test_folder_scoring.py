@@ -19,7 +19,7 @@ from tests.test_eval_sample import entry_cfg
 CHEAP = "metrics=[classifier_fd,class_coverage]"
 # the data of the tiny_gan_run fixture, named again for the folder's reference
 TINY_DATA = (
-    "data=synthetic", "data.synthetic_size=128", "data.image_size=16", "data.channels=1",
+    "data=synthetic", "data.source.num_samples=128", "data.image_size=16", "data.channels=1",
 )  # fmt: skip
 
 

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from gan_lab.data.sources import ImageSet
-from gan_lab.data.tensor_data import float_to_uint8
+from gan_lab.data.transforms import float_to_uint8
 from gan_lab.errors import ConfigError
 from gan_lab.metrics.classifier import default_classifier_path
 from gan_lab.metrics.features import ClassifierExtractor, FeatureExtractor, InceptionExtractor
