@@ -146,6 +146,7 @@ def test_real_images_follow_the_requested_classes_and_a_resumed_run_writes_none(
     unconditional = real_images(datamodule, None, 5, seed=0)[:, 0, 0, 0]
     assert len(set(unconditional.tolist())) == 5
     assert torch.equal(unconditional, real_images(datamodule, None, 5, seed=0)[:, 0, 0, 0])
+    assert real_images(datamodule, None, 64, seed=0).shape == (64, 1, 2, 2)  # 40 images, 64 places
     callback = RealVsFake(dirpath=str(tmp_path))
     callback.on_train_start(SimpleNamespace(global_step=5), None)
     assert not list(tmp_path.iterdir())

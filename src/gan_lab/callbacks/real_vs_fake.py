@@ -25,13 +25,14 @@ GAP = 8  # pixels
 def real_images(
     datamodule: L.LightningDataModule, classes: torch.Tensor | None, n: int, seed: int
 ) -> torch.Tensor:
-    """uint8 training images, ``n`` drawn by ``seed``; with ``classes``, one of each class asked."""
+    """uint8 training images, ``n`` drawn by ``seed``; with ``classes``, one of each class asked
+    (``n`` images in both cases, repeating images when the data set has fewer)."""
     data = datamodule.train_set if datamodule.train_set is not None else datamodule.train_files
     labels = data.labels.cpu()
     g = torch.Generator().manual_seed(seed)
     order = torch.randperm(len(labels), generator=g)
-    if classes is None:
-        index = order[:n]
+    if classes is None:  # a data set smaller than n: its images again, so both halves match
+        index = order.repeat(-(-n // len(order)))[:n]
     else:  # the first image (in the random order) of each requested class, cycling within a class
         by_class = {int(c): order[labels[order] == c] for c in classes.unique()}
         seen: dict[int, int] = {}
