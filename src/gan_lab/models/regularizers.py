@@ -68,10 +68,26 @@ class DiscriminatorRegularizer:
             r1_interval,
         )
 
+    @property
+    def needs_input_gradients(self) -> bool:
+        """Double backward through D: refused with BatchNorm in D and with compiled networks."""
+        return self.gp_weight > 0 or self.r1_gamma > 0
+
     def __call__(
-        self, discriminator: Critic, real: Tensor, fake: Tensor, y: Tensor | None, d_step: int
+        self,
+        discriminator: Critic,
+        real: Tensor,
+        fake: Tensor,
+        y: Tensor | None,
+        d_step: int,
+        real_logits: Tensor | None = None,
+        fake_logits: Tensor | None = None,
     ) -> tuple[Tensor, dict[str, Tensor]]:
-        """Total penalty for D's ``d_step``-th update (0-based), and the raw terms for logging."""
+        """Total penalty for D's ``d_step``-th update (0-based), and the raw terms for logging.
+
+        ``real_logits`` / ``fake_logits`` (D's outputs of this step) are for regularizers of D's
+        outputs (models/lecam.py); the gradient penalties recompute D on their own inputs.
+        """
         total = torch.zeros((), device=real.device)
         logs: dict[str, Tensor] = {}
         if self.gp_weight > 0:

@@ -27,28 +27,26 @@ def msr_init_(weight: Tensor, gain: float = 1.0) -> None:
         weight.normal_(0.0, gain / math.sqrt(fan_in))
 
 
-def conv(in_ch: int, out_ch: int, kernel: int, gain: float, groups: int = 1) -> nn.Conv2d:
-    conv = nn.Conv2d(in_ch, out_ch, kernel, padding=(kernel - 1) // 2, groups=groups, bias=False)
+def conv(
+    in_ch: int, out_ch: int, kernel: int, gain: float, groups: int = 1, bias: bool = False
+) -> nn.Conv2d:
+    """A same-padding conv with He init scaled by ``gain`` (0: all zeros); biases start at 0."""
+    layer = nn.Conv2d(in_ch, out_ch, kernel, padding=(kernel - 1) // 2, groups=groups, bias=bias)
     if gain == 0:
-        nn.init.zeros_(conv.weight)
+        nn.init.zeros_(layer.weight)
     else:
-        msr_init_(conv.weight, gain)
-    return conv
+        msr_init_(layer.weight, gain)
+    if layer.bias is not None:
+        nn.init.zeros_(layer.bias)
+    return layer
 
 
-class BiasedLeakyReLU(nn.Module):
-    """Per-channel bias, then leaky ReLU (slope 0.2): the convs themselves carry no bias."""
-
-    def __init__(self, channels: int) -> None:
-        super().__init__()
-        self.bias = nn.Parameter(torch.zeros(channels))
-
-    def forward(self, x: Tensor) -> Tensor:
-        return F.leaky_relu(x + self.bias.to(x.dtype).view(1, -1, 1, 1), LEAKY_SLOPE)
+def leaky_relu(x: Tensor) -> Tensor:
+    return F.leaky_relu(x, LEAKY_SLOPE)
 
 
 class InvertedBottleneck(nn.Module):
-    """``x + conv1x1(act(grouped_conv(act(conv1x1_expand(x)))))``, the last conv zero-initialised."""
+    """``x + conv1x1(lrelu(grouped_conv(lrelu(conv1x1_expand(x)))))``, the last conv zero-initialised."""
 
     def __init__(
         self,
@@ -70,14 +68,16 @@ class InvertedBottleneck(nn.Module):
             )
         # 3 linear layers per branch: the variance-scaling exponent is -1 / (2 * 3 - 2) = -1/4
         gain = LEAKY_GAIN * total_blocks**-0.25
-        self.expand = conv(channels, expanded, 1, gain)
-        self.act1 = BiasedLeakyReLU(expanded)
-        self.spatial = conv(expanded, expanded, kernel, gain, groups=expanded // per_group)
-        self.act2 = BiasedLeakyReLU(expanded)
+        # R3GAN adds a bias right before each activation; the conv's own bias is the same function
+        # in one pass less over the (expanded, largest) activations
+        self.expand = conv(channels, expanded, 1, gain, bias=True)
+        self.spatial = conv(
+            expanded, expanded, kernel, gain, groups=expanded // per_group, bias=True
+        )
         self.project = conv(expanded, channels, 1, gain=0.0)
 
     def forward(self, x: Tensor) -> Tensor:
-        return x + self.project(self.act2(self.spatial(self.act1(self.expand(x)))))
+        return x + self.project(leaky_relu(self.spatial(leaky_relu(self.expand(x)))))
 
 
 class LowpassResample(nn.Module):
