@@ -22,12 +22,12 @@ pytestmark = pytest.mark.usefixtures("one_cpu_thread")
 
 LOSSES = ("minimax", "non_saturating", "hinge", "lsgan", "wasserstein")
 # (generator, discriminator) pairs; the conditional pair only works as a pair
-UNCONDITIONAL = ("mlp", "dcgan", "resnet")
+UNCONDITIONAL = ("mlp", "dcgan", "resnet", "r3gan")
 PAIRS = [*product(UNCONDITIONAL, UNCONDITIONAL), ("resnet_cbn", "resnet_proj")]
 # (name, image_size, channels): MNIST at its native 28 and padded-to-power-of-two 32, CIFAR-10
 DATASETS = (("mnist28", 28, 1), ("mnist32", 32, 1), ("cifar10", 32, 3))
 # tiny widths keep a 5-step run well under a second per combination
-WIDTHS = {"mlp": 4, "dcgan": 4, "resnet": 8, "resnet_cbn": 8, "resnet_proj": 8}
+WIDTHS = {"mlp": 4, "dcgan": 4, "resnet": 8, "resnet_cbn": 8, "resnet_proj": 8, "r3gan": 8}
 QUIET = (
     "~callbacks.model_checkpoint",
     "~callbacks.sample_grid",
@@ -133,8 +133,9 @@ def test_the_fast_selection_covers_every_loss_pair_and_dataset() -> None:
             ["model.generator.spectral_norm=true", "model.discriminator.spectral_norm=true"],
             "mnist32",
         ),
+        (["model/augment=ada", "model/regularizer=lecam"], "cifar10"),
     ],
-    ids=["wgan-gp", "diffaug+lazy-r1", "sn-g-and-d"],
+    ids=["wgan-gp", "diffaug+lazy-r1", "sn-g-and-d", "ada+lecam"],
 )
 def test_regularizers_augmentation_and_spectral_norm_train(
     extra: list[str], dataset: str, make_cfg
@@ -162,6 +163,7 @@ def _instantiate_error(make_cfg, overrides: list[str]) -> ConfigError:
         ("resnet_cbn", "resnet", 32, [], "model.discriminator.num_classes"),
         ("resnet_cbn", "resnet_proj", 32, ["data.num_classes=null"], "model.generator.num_classes"),
         ("resnet", "resnet", 28, [], "data.image_size"),
+        ("r3gan", "r3gan", 28, [], "data.image_size"),
         ("dcgan", "mlp", 28, [], "data.image_size"),
         ("mlp", "resnet", 64 + 1, [], "data.image_size"),
         ("dcgan", "dcgan", 32, ["model/regularizer=gradient_penalty"], "model.regularizer"),
