@@ -15,6 +15,7 @@ from gan_lab.models.ada import AdaptiveAugment
 from gan_lab.models.lecam import LeCamRegularizer
 from gan_lab.train import train
 from tests.conftest import compose_train_config
+from tests.test_ddp import DDP_CPU, TINY
 
 STEPS, BATCH = 18, 8
 
@@ -88,23 +89,15 @@ def test_training_under_ddp_keeps_every_rank_on_the_same_p_and_anchors(tmp_path:
     import gan_lab.train as train_module
 
     overrides = [
-        "trainer=ddp_cpu",
-        "trainer.strategy.start_method=fork",
-        "data.source=synthetic",
-        "data.image_size=8",
-        "data.channels=1",
-        "data.synthetic_size=64",
-        "data.batch_size=8",
-        "model.generator.latent_dim=8",
-        "model.generator.width=4",
-        "model.discriminator.width=8",
+        *DDP_CPU,
+        *TINY,  # n_critic=2: 12 D steps in 6 G steps
         "model/augment=ada",
         "model.augment.interval=2",
         "model.augment.speed_kimg=1",
         "model.augment.initial_p=0.5",
         "model.augment.transforms=[xflip,translation,brightness,cutout]",
         "model/regularizer=lecam",
-        "trainer.max_steps=12",
+        "trainer.max_steps=6",
         "~callbacks.sample_grid",
         "~callbacks.lr_monitor",
         "~logger",
