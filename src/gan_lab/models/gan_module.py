@@ -204,7 +204,7 @@ class GANModule(L.LightningModule):
             fake_logits = self.discriminator(fake_in, y_fake)
             d_loss = self.loss.d_loss(real_logits, fake_logits)
             penalty = self._d_regularization(
-                real_in, fake_in, y_real, logged, real_logits, fake_logits
+                real_in, fake_in, (y_real, y_fake), logged, (real_logits, fake_logits)
             )
             opt_d.zero_grad(set_to_none=True)
             self.manual_backward(d_loss + penalty)
@@ -261,10 +261,9 @@ class GANModule(L.LightningModule):
         self,
         real: Tensor,
         fake: Tensor,
-        y: Tensor | None,
+        labels: tuple[Tensor | None, Tensor | None],
         logged: bool,
-        real_logits: Tensor,
-        fake_logits: Tensor,
+        logits: tuple[Tensor, Tensor],
     ) -> Tensor:
         """Penalties on D's (augmented) inputs and its logits (LeCam); logs each term. Zero when unset.
 
@@ -272,8 +271,9 @@ class GANModule(L.LightningModule):
         """
         if self.regularizer is None:
             return torch.zeros((), device=real.device)
+        (y_real, y_fake), (real_logits, fake_logits) = labels, logits
         penalty, terms = self.regularizer(
-            self.discriminator, real, fake, y, self.d_updates, real_logits, fake_logits
+            self.discriminator, real, fake, y_real, self.d_updates, real_logits, fake_logits, y_fake
         )
         if logged:
             self.log_dict(terms)

@@ -87,6 +87,7 @@ class LeCamRegularizer(nn.Module):
         d_step: int,
         real_logits: Tensor | None = None,
         fake_logits: Tensor | None = None,
+        y_fake: Tensor | None = None,
     ) -> tuple[Tensor, dict[str, Tensor]]:
         """Same call as DiscriminatorRegularizer; needs this step's logits."""
         if real_logits is None or fake_logits is None:
@@ -99,7 +100,7 @@ class LeCamRegularizer(nn.Module):
             "lecam/anchor_fake": self.anchor_fake.clone(),
         }
         if self.penalties is not None:
-            extra, extra_logs = self.penalties(discriminator, real, fake, y, d_step)
+            extra, extra_logs = self.penalties(discriminator, real, fake, y, d_step, y_fake=y_fake)
             total, logs = total + extra, logs | extra_logs
         return total, logs
 
