@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from gan_lab.errors import ConfigError
+from gan_lab.models.nets.contract import NetworkArgumentError
 from gan_lab.models.nets.r3gan import R3GANDiscriminator, R3GANGenerator
 from gan_lab.models.nets.r3gan_layers import LEAKY_GAIN, InvertedBottleneck, LowpassResample
 from gan_lab.models.regularizers import r1_penalty
@@ -125,20 +126,34 @@ def test_r1_double_backward_reaches_every_discriminator_weight() -> None:
 
 
 @pytest.mark.parametrize(
-    ("kwargs", "key"),
+    ("kwargs", "argument"),
     [
-        ({"image_size": 28}, "data.image_size"),
-        ({"stage_widths": [16, 16]}, "model.generator.stage_widths"),
-        ({"blocks_per_stage": 0}, "model.generator.blocks_per_stage"),
-        ({"width": 24, "group_channels": 20}, "model.generator.group_channels"),
-        ({"kernel_size": 2}, "model.generator.kernel_size"),
-        ({"num_classes": -1}, "model.generator.num_classes"),
+        ({"image_size": 28}, "image_size"),
+        ({"stage_widths": [16, 16]}, "stage_widths"),
+        ({"blocks_per_stage": 0}, "blocks_per_stage"),
+        ({"width": 24, "group_channels": 20}, "group_channels"),
+        ({"kernel_size": 2}, "kernel_size"),
+        ({"num_classes": -1}, "num_classes"),
+        ({"channels": 2}, "channels"),
     ],
 )
-def test_bad_settings_name_the_key(kwargs: dict, key: str) -> None:
+def test_bad_settings_name_the_argument(kwargs: dict, argument: str) -> None:
+    for cls in (R3GANGenerator, R3GANDiscriminator):
+        with pytest.raises(NetworkArgumentError) as info:
+            cls(**{**SMALL, **kwargs})
+        assert info.value.argument == argument, cls
+
+
+def test_a_bad_setting_through_gan_train_names_the_config_key(make_cfg) -> None:
+    cfg = make_cfg(
+        "model/generator=r3gan",
+        "model/discriminator=r3gan",
+        "data.image_size=32",
+        "model.discriminator.group_channels=5",
+    )
     with pytest.raises(ConfigError) as info:
-        R3GANGenerator(**{**SMALL, **kwargs})
-    assert info.value.key == key
+        train(cfg)
+    assert info.value.key == "model.discriminator.group_channels"
 
 
 def test_stage_lists_set_each_resolution_and_d_mirrors_g() -> None:
@@ -159,10 +174,10 @@ def test_two_generator_steps_through_gan_train(make_cfg) -> None:
         "model.discriminator.blocks_per_stage=1",
         "model/regularizer=r1",
         "model.regularizer.r1_interval=1",
-        "data.source=synthetic",
+        "data/source=synthetic",
         "data.image_size=32",
         "data.channels=3",
-        "data.synthetic_size=32",
+        "data.source.num_samples=32",
         "data.batch_size=8",
         "trainer.max_steps=2",
         "~callbacks.sample_grid",

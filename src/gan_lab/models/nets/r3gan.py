@@ -24,9 +24,15 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from gan_lab.errors import ConfigError
-from gan_lab.models.nets.checks import require_channels, require_positive
-from gan_lab.models.nets.layers import require_num_classes
+from gan_lab.models.nets.checks import (
+    channels_reason,
+    first_reason,
+    require_num_classes,
+    require_positive,
+    require_supported,
+)
+from gan_lab.models.nets.contract import NetworkArgumentError
+from gan_lab.models.nets.layers import SizedNetwork
 from gan_lab.models.nets.r3gan_layers import (
     DiscriminativeBasis,
     GenerativeBasis,
@@ -39,38 +45,42 @@ from gan_lab.models.nets.r3gan_layers import (
 SUPPORTED_SIZES = (32, 64)
 
 
-def stage_plan(
-    key: str,
-    image_size: int,
-    width: int,
-    stage_widths: Sequence[int] | None,
-    blocks: int | Sequence[int],
-) -> tuple[list[int], list[int]]:
-    """Channels and residual blocks per stage, from 4x4 up to ``image_size``."""
-    if image_size not in SUPPORTED_SIZES:
-        raise ConfigError(
-            "data.image_size",
-            image_size,
-            f"the R3GAN networks are built for {list(SUPPORTED_SIZES)}; set data.image_size=32 "
-            "(MNIST is resized from 28)",
+class _R3GANFamily(SizedNetwork):
+    """What the generator and discriminator of this family share: supported sizes."""
+
+    @classmethod
+    def supports(cls, image_size: int, channels: int) -> str | None:
+        """32x32 and 64x64, grey or RGB."""
+        size_reason = (
+            None
+            if image_size in SUPPORTED_SIZES
+            else f"the R3GAN networks are built for {list(SUPPORTED_SIZES)}; use 32 (MNIST is "
+            "resized from 28)"
         )
+        return first_reason(channels_reason(channels), size_reason)
+
+
+def stage_plan(
+    image_size: int, width: int, stage_widths: Sequence[int] | None, blocks: int | Sequence[int]
+) -> tuple[list[int], list[int]]:
+    """Channels and residual blocks per stage, from 4x4 up to ``image_size`` (already checked)."""
     resolutions = [4 * 2**k for k in range(int(math.log2(image_size)) - 1)]
     n = len(resolutions)
     if stage_widths is None:
-        require_positive(f"{key}.width", width)
+        require_positive("width", width)
         widths = [max(1, width * 32 // max(r, 32)) for r in resolutions]
     else:
         widths = list(stage_widths)
         if len(widths) != n or not all(isinstance(w, int) and w > 0 for w in widths):
-            raise ConfigError(
-                f"{key}.stage_widths",
+            raise NetworkArgumentError(
+                "stage_widths",
                 stage_widths,
                 f"give {n} positive channel counts, one per resolution {resolutions} (or null)",
             )
     counts = [blocks] * n if isinstance(blocks, int) else list(blocks)
     if len(counts) != n or not all(isinstance(b, int) and b >= 1 for b in counts):
-        raise ConfigError(
-            f"{key}.blocks_per_stage",
+        raise NetworkArgumentError(
+            "blocks_per_stage",
             blocks,
             f"give an integer >= 1, or {n} of them, one per resolution {resolutions}",
         )
@@ -78,35 +88,28 @@ def stage_plan(
 
 
 def _block_options(
-    key: str,
-    channels: int,
-    expansion: int,
-    group_channels: int,
-    kernel_size: int,
-    blocks: list[int],
+    expansion: int, group_channels: int, kernel_size: int, blocks: list[int]
 ) -> dict[str, Any]:
     """Validated keyword arguments of every residual block of one network."""
-    require_channels("data.channels", channels)
-    require_positive(f"{key}.expansion", expansion)
-    require_positive(f"{key}.group_channels", group_channels)
+    require_positive("expansion", expansion)
+    require_positive("group_channels", group_channels)
     if not isinstance(kernel_size, int) or kernel_size < 1 or kernel_size % 2 == 0:
-        raise ConfigError(
-            f"{key}.kernel_size", kernel_size, "must be an odd integer >= 1 (3 in R3GAN)"
+        raise NetworkArgumentError(
+            "kernel_size", kernel_size, "must be an odd integer >= 1 (3 in R3GAN)"
         )
     return {
         "expansion": expansion,
         "group_channels": group_channels,
         "kernel": kernel_size,
         "total_blocks": sum(blocks),
-        "key": key,
     }
 
 
-def _classes(key: str, num_classes: int) -> int:
-    return 0 if num_classes == 0 else require_num_classes(f"{key}.num_classes", num_classes)
+def _classes(num_classes: int) -> int:
+    return 0 if num_classes == 0 else require_num_classes(num_classes)
 
 
-class R3GANGenerator(nn.Module):
+class R3GANGenerator(_R3GANFamily):
     """z (+ class embedding) -> 4x4 basis -> [up-sample, blocks] per stage -> 1x1 conv -> tanh."""
 
     def __init__(
@@ -124,11 +127,11 @@ class R3GANGenerator(nn.Module):
         embedding_dim: int | None = None,
     ) -> None:
         super().__init__()
-        key = "model.generator"
-        require_positive(f"{key}.latent_dim", latent_dim)
-        widths, blocks = stage_plan(key, image_size, width, stage_widths, blocks_per_stage)
-        options = _block_options(key, channels, expansion, group_channels, kernel_size, blocks)
-        self.latent_dim, self.num_classes = latent_dim, _classes(key, num_classes)
+        require_positive("latent_dim", latent_dim)
+        require_supported(type(self), image_size, channels)
+        widths, blocks = stage_plan(image_size, width, stage_widths, blocks_per_stage)
+        options = _block_options(expansion, group_channels, kernel_size, blocks)
+        self.latent_dim, self.num_classes = latent_dim, _classes(num_classes)
         embed = (embedding_dim or latent_dim) if self.num_classes else 0
         self.embed = nn.Embedding(self.num_classes, embed) if self.num_classes else None
         if self.embed is not None:  # He init of a linear map on one-hot labels
@@ -149,7 +152,7 @@ class R3GANGenerator(nn.Module):
         return torch.tanh(self.to_image(self.stages(z)))
 
 
-class R3GANDiscriminator(nn.Module):
+class R3GANDiscriminator(_R3GANFamily):
     """Images -> 1x1 conv -> [blocks, down-sample] per stage -> 4x4 basis -> logit / projection.
 
     ``stage_widths`` and ``blocks_per_stage`` are listed from 4x4 up, as for G, so one list
@@ -169,11 +172,11 @@ class R3GANDiscriminator(nn.Module):
         num_classes: int = 0,
     ) -> None:
         super().__init__()
-        key = "model.discriminator"
-        widths, blocks = stage_plan(key, image_size, width, stage_widths, blocks_per_stage)
+        require_supported(type(self), image_size, channels)
+        widths, blocks = stage_plan(image_size, width, stage_widths, blocks_per_stage)
         widths, blocks = widths[::-1], blocks[::-1]
-        options = _block_options(key, channels, expansion, group_channels, kernel_size, blocks)
-        self.num_classes = _classes(key, num_classes)
+        options = _block_options(expansion, group_channels, kernel_size, blocks)
+        self.num_classes = _classes(num_classes)
         self.from_image = conv(channels, widths[0], 1, gain=1.0)
         stages = []
         for (w_in, w_out), n in zip(pairwise(widths), blocks):

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gan_lab.errors import ConfigError
+from gan_lab.models.nets.contract import NetworkArgumentError
 
 LEAKY_SLOPE = 0.2
 LEAKY_GAIN = math.sqrt(2 / (1 + LEAKY_SLOPE**2))  # keeps the variance of a leaky ReLU's output
@@ -55,14 +55,13 @@ class InvertedBottleneck(nn.Module):
         group_channels: int,
         kernel: int,
         total_blocks: int,
-        key: str = "model.generator",
     ) -> None:
         super().__init__()
         expanded = channels * expansion
         per_group = min(group_channels, expanded)
         if expanded % per_group:
-            raise ConfigError(
-                f"{key}.group_channels",
+            raise NetworkArgumentError(
+                "group_channels",
                 group_channels,
                 f"must divide the expanded width {expanded} (width x expansion) of every stage",
             )
