@@ -19,6 +19,11 @@ def get_loss(name: str) -> AdversarialLoss:
     return LOSSES[name]
 
 
+def g_loss(loss: AdversarialLoss, fake: torch.Tensor) -> torch.Tensor:
+    """G's loss; a relativistic loss compares against real images scored 0 (D undecided)."""
+    return loss.g_loss(fake, torch.zeros_like(fake) if loss.relativistic else None)
+
+
 # real scored as real (1), fake as fake (0): the target codes shared by all five losses' orderings
 CONFIDENT_D = (torch.ones(4), torch.zeros(4))
 UNSURE_D = (torch.full((4,), 0.5), torch.full((4,), 0.5))
@@ -34,7 +39,7 @@ def test_d_loss_is_lower_when_d_separates_real_from_fake(name: str) -> None:
 @pytest.mark.parametrize("name", list(LOSSES))
 def test_g_loss_is_lower_when_fakes_score_as_real(name: str) -> None:
     loss = get_loss(name)
-    assert loss.g_loss(torch.ones(4)) < loss.g_loss(torch.zeros(4)) < loss.g_loss(-torch.ones(4))
+    assert g_loss(loss, torch.ones(4)) < g_loss(loss, torch.zeros(4)) < g_loss(loss, -torch.ones(4))
 
 
 def _best_shared_logit(name: str) -> float:
@@ -102,7 +107,7 @@ def test_losses_are_fp32_and_finite_on_bf16_and_extreme_logits(name: str) -> Non
     loss = get_loss(name)
     real = torch.tensor([300.0, -300.0, 0.5], dtype=torch.bfloat16)
     fake = torch.tensor([-300.0, 300.0, -0.5], dtype=torch.bfloat16)
-    d, g = loss.d_loss(real, fake), loss.g_loss(fake)
+    d, g = loss.d_loss(real, fake), g_loss(loss, fake)
     assert d.dtype == g.dtype == torch.float32
     assert torch.isfinite(d) and torch.isfinite(g)
     assert float(d) == pytest.approx(float(loss.d_loss(real.float(), fake.float())))
@@ -130,7 +135,7 @@ def test_each_loss_says_what_it_is(name: str) -> None:
     assert loss.outputs_probability == logistic
     assert loss.bounded_below == (name != "wasserstein")  # the critic's gap has no floor
     assert loss.needs_lipschitz == (name == "wasserstein")
-    assert not loss.relativistic
+    assert loss.relativistic == (name == "rpgan")  # its G step also needs D(real)
     # a bounded-below loss is >= 0 at any logits (the health monitor's D-loss floor relies on it)
     logits = torch.linspace(-20, 20, 41)
     if loss.bounded_below:

@@ -15,6 +15,7 @@ from gan_lab.models.nets.contract import Discriminator, Generator, NetworkArgume
 from gan_lab.models.nets.dcgan import DCGANDiscriminator, DCGANGenerator
 from gan_lab.models.nets.layers import ConditionalBatchNorm2d, ProjectionHead, apply_spectral_norm
 from gan_lab.models.nets.mlp import MLPDiscriminator, MLPGenerator
+from gan_lab.models.nets.r3gan import R3GANDiscriminator, R3GANGenerator
 from gan_lab.models.nets.resnet import ResNetDiscriminator, ResNetGenerator
 
 pytestmark = pytest.mark.usefixtures("one_cpu_thread")
@@ -167,6 +168,7 @@ NETWORKS = [
     (MLPGenerator, MLPDiscriminator, set(PROBE_SIZES)),
     (DCGANGenerator, DCGANDiscriminator, {16, 32, 64, 128, 256}),
     (ResNetGenerator, ResNetDiscriminator, {32, 64}),
+    (R3GANGenerator, R3GANDiscriminator, {32, 64}),
 ]
 
 

@@ -126,3 +126,63 @@ def test_bad_regularizer_settings_name_the_key(kwargs: dict, key: str) -> None:
     with pytest.raises(ConfigError) as info:
         DiscriminatorRegularizer(**kwargs)
     assert info.value.key == key
+
+
+class QuadraticCritic(nn.Module):
+    """``D(x, y) = sum(a * x^2) + w_y . x``: input gradient ``2 a x + w_y`` in closed form."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        g = torch.Generator().manual_seed(4)
+        self.a = nn.Parameter(torch.randn(4, generator=g, dtype=torch.float64))
+        self.w = nn.Parameter(torch.randn(3, 4, generator=g, dtype=torch.float64))
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        x = x.flatten(1)
+        w = self.w[y] if y is not None else self.w[0].expand_as(x)
+        return (self.a * x**2).sum(1) + (w * x).sum(1)
+
+    def closed_form_penalty(self, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+        """E ||2 a x + w_y||^2, written out (autograd differentiates it w.r.t. a and w)."""
+        x = x.flatten(1)
+        w = self.w[y] if y is not None else self.w[0].expand_as(x)
+        return (2 * self.a * x + w).pow(2).sum(1).mean()
+
+
+def _grads(d: nn.Module, loss: torch.Tensor) -> list[torch.Tensor]:
+    return list(torch.autograd.grad(loss, [d.a, d.w]))
+
+
+@pytest.mark.parametrize("conditional", [False, True])
+def test_r1_and_r2_match_the_closed_form_and_its_autograd_gradient(conditional: bool) -> None:
+    d, (real, fake) = QuadraticCritic(), _data()
+    y_real = torch.tensor([0, 1, 2, 0, 1]) if conditional else None
+    y_fake = torch.tensor([2, 2, 1, 0, 0]) if conditional else None
+    reg = DiscriminatorRegularizer(r1_gamma=0.4, r2_gamma=0.1)
+    total, logs = reg(d, real, fake, y_real, 0, y_fake=y_fake)
+    r1, r2 = d.closed_form_penalty(real, y_real), d.closed_form_penalty(fake, y_fake)
+    # the penalties come back in fp32 (D's gradients are cast, as under bf16 autocast)
+    assert float(logs["penalty/r1"]) == pytest.approx(float(r1), rel=1e-6)
+    assert float(logs["penalty/r2"]) == pytest.approx(float(r2), rel=1e-6)
+    expected = 0.5 * 0.4 * r1 + 0.5 * 0.1 * r2
+    assert float(total) == pytest.approx(float(expected), rel=1e-6)
+    # the double backward through D equals autograd on the explicit formula
+    both = 0.5 * 0.4 * r1_penalty(d, real, y_real) + 0.5 * 0.1 * r1_penalty(d, fake, y_fake)
+    for got, want in zip(_grads(d, both), _grads(d, expected), strict=True):
+        assert torch.allclose(got, want, rtol=1e-5, atol=1e-6)
+    if conditional:  # R2 scores the fakes under their own labels
+        assert float(r1_penalty(d, fake, y_real)) != pytest.approx(float(r2))
+
+
+@pytest.mark.parametrize(("r1_gamma", "r2_gamma"), [(1.0, 0.0), (0.0, 1.0), (1.0, 1.0)])
+def test_r1_r2_or_both_lazily_with_the_weight_scaled(r1_gamma: float, r2_gamma: float) -> None:
+    d, (real, fake) = QuadraticCritic(), _data()
+    reg = DiscriminatorRegularizer(r1_gamma=r1_gamma, r2_gamma=r2_gamma, r1_interval=3)
+    r1, r2 = float(d.closed_form_penalty(real, None)), float(d.closed_form_penalty(fake, None))
+    totals = [float(reg(d, real, fake, None, step)[0]) for step in range(6)]
+    due = 0.5 * 3 * (r1_gamma * r1 + r2_gamma * r2)
+    assert totals[0] == pytest.approx(due) and totals[3] == pytest.approx(due)
+    assert [totals[i] for i in (1, 2, 4, 5)] == [0.0] * 4
+    expected_logs = {k for k, g in (("penalty/r1", r1_gamma), ("penalty/r2", r2_gamma)) if g}
+    assert set(reg(d, real, fake, None, 0)[1]) == expected_logs
+    assert reg.needs_input_gradients

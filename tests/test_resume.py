@@ -151,3 +151,32 @@ def test_points_logged_after_the_last_checkpoint_of_a_killed_run_are_replaced(
     events.Reload()
     curve = [(e.step, e.value) for e in events.Scalars("loss/d")]
     assert curve == [(s, 1.0) for s in range(7)] + [(s, 2.0) for s in range(7, 12)]
+
+
+def test_resume_is_bit_identical_with_ada_and_lecam(tmp_path: Path) -> None:
+    """ADA's p (and its half-finished interval) and LeCam's anchors continue exactly."""
+    extra = (
+        "model/augment=ada",
+        "model.augment.interval=4",  # the interruption at D step 6 falls inside an interval
+        "model.augment.speed_kimg=1",
+        "model.augment.initial_p=0.5",
+        "model/regularizer=lecam",
+    )
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    run_training(straight, 12, 1, *extra)
+    run_training(resumed, 12, 1, *extra, interrupt_at=6)
+    half = read_checkpoint(resumed / "checkpoints" / "last.ckpt")["state_dict"]
+    assert int(half["augment.observed"]) == 6 and float(half["augment.count"]) == 2 * 32
+    time.sleep(1.05)  # see the test above
+    run_training(resumed, 12, 1, *extra, "ckpt_path=last")
+
+    a = read_checkpoint(straight / "checkpoints" / "last.ckpt")
+    b = read_checkpoint(resumed / "checkpoints" / "last.ckpt")
+    for key in ("state_dict", "optimizer_states", "gan_lab", "global_step"):
+        assert_identical(a[key], b[key], key)
+    state = a["state_dict"]
+    assert float(state["augment.p"]) != 0.5  # p moved: 3 updates of +-128 / 1000
+    assert (
+        float(state["regularizer.anchor_real"]) != 0.0 and int(state["regularizer.updates"]) == 12
+    )
+    assert scalars(resumed, "augment/p") == scalars(straight, "augment/p")

@@ -139,8 +139,9 @@ def test_a_copied_yaml_adds_zoo_cases_with_no_test_edited(tmp_path: Path) -> Non
             ["model.generator.spectral_norm=true", "model.discriminator.spectral_norm=true"],
             "mnist32",
         ),
+        (["model/augment=ada", "model/regularizer=lecam"], "cifar10"),
     ],
-    ids=["wgan-gp", "diffaug+lazy-r1", "sn-g-and-d"],
+    ids=["wgan-gp", "diffaug+lazy-r1", "sn-g-and-d", "ada+lecam"],
 )
 def test_regularizers_augmentation_and_spectral_norm_train(
     extra: list[str], dataset: str, make_cfg
@@ -168,6 +169,7 @@ def _instantiate_error(make_cfg, overrides: list[str]) -> ConfigError:
         ("resnet_cbn", "resnet", 32, [], "model.discriminator.num_classes"),
         ("resnet_cbn", "resnet_proj", 32, ["data.num_classes=null"], "data.num_classes"),
         ("resnet", "resnet", 28, [], "data.image_size"),
+        ("r3gan", "r3gan", 28, [], "data.image_size"),
         ("dcgan", "mlp", 28, [], "data.image_size"),
         ("mlp", "resnet", 64 + 1, [], "data.image_size"),
         ("dcgan", "dcgan", 32, ["model/regularizer=gradient_penalty"], "model.regularizer"),

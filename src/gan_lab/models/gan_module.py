@@ -19,7 +19,6 @@ from torch.optim.lr_scheduler import LambdaLR, LRScheduler
 
 from gan_lab.errors import ConfigError
 from gan_lab.lightning_internals import attached_trainer, logger_writes, step_not_counted
-from gan_lab.models.augment import DiffAugment
 from gan_lab.models.compatibility import check_compatible
 from gan_lab.models.ema import GeneratorEMA
 from gan_lab.models.losses import AdversarialLoss, NonSaturatingLoss, discriminator_score
@@ -50,7 +49,7 @@ class GANModule(L.LightningModule):
         num_fixed_samples: int = 64,
         fixed_noise_seed: int = 0,
         regularizer: DiscriminatorRegularizer | None = None,
-        augment: DiffAugment | None = None,
+        augment: nn.Module | None = None,
         noise_seed: int | None = None,
         channels_last: bool = False,
         compile_networks: bool = False,
@@ -72,7 +71,7 @@ class GANModule(L.LightningModule):
             generator,
             discriminator,
             self.loss,
-            penalized=regularizer is not None,
+            penalized=getattr(regularizer, "needs_input_gradients", regularizer is not None),
             compiled=compile_networks,
         )
         self.save_hyperparameters(
@@ -208,7 +207,9 @@ class GANModule(L.LightningModule):
             real_logits = self.discriminator(real_in, y_real)
             fake_logits = self.discriminator(fake_in, y_fake)
             d_loss = self.loss.d_loss(real_logits, fake_logits)
-            penalty = self._d_regularization(real_in, fake_in, y_real, logged)
+            penalty = self._d_regularization(
+                real_in, fake_in, (y_real, y_fake), logged, (real_logits, fake_logits)
+            )
             opt_d.zero_grad(set_to_none=True)
             self.manual_backward(d_loss + penalty)
             d_grad_norm = self._clip_and_measure(
@@ -222,6 +223,8 @@ class GANModule(L.LightningModule):
             "D(x)": discriminator_score(real_logits, self.loss),
             "D(G(z))": discriminator_score(fake_logits, self.loss),
         }
+        if hasattr(self.augment, "observe"):  # ADA: D's real scores steer the augmentation
+            d_stats.update(self.augment.observe(real_logits))
         self.step_stats.update(d_stats)
         if logged:
             self.log_dict({**d_stats, "grad_norm/d": d_grad_norm})
@@ -259,19 +262,27 @@ class GANModule(L.LightningModule):
 
     # ---------------------------------------------------------------------------- helpers
     def _augmented(self, images: Tensor) -> Tensor:
-        """DiffAugment when configured: D sees augmented reals and fakes, in both steps."""
+        """DiffAugment / ADA when configured: D sees augmented reals and fakes, in both steps."""
         return self.augment(images) if self.augment is not None else images
 
     def _d_regularization(
-        self, real: Tensor, fake: Tensor, y: Tensor | None, logged: bool
+        self,
+        real: Tensor,
+        fake: Tensor,
+        labels: tuple[Tensor | None, Tensor | None],
+        logged: bool,
+        logits: tuple[Tensor, Tensor],
     ) -> Tensor:
-        """Gradient penalty / R1 on D's (augmented) inputs; logs each term. Zero when unset.
+        """Penalties on D's (augmented) inputs and its logits (LeCam); logs each term. Zero when unset.
 
         Conditional GP scores the interpolates under the real labels.
         """
         if self.regularizer is None:
             return torch.zeros((), device=real.device)
-        penalty, terms = self.regularizer(self.discriminator, real, fake, y, self.d_updates)
+        (y_real, y_fake), (real_logits, fake_logits) = labels, logits
+        penalty, terms = self.regularizer(
+            self.discriminator, real, fake, y_real, self.d_updates, real_logits, fake_logits, y_fake
+        )
         if logged:
             self.log_dict(terms)
         return penalty

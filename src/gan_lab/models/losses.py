@@ -104,6 +104,30 @@ class WassersteinLoss(AdversarialLoss):
         return -fake_logits.float().mean()
 
 
+class RpGANLoss(AdversarialLoss):
+    """Relativistic pairing loss (Jolicoeur-Martineau 2019), as R3GAN uses it (Huang et al. 2024).
+
+    Each real is paired with a fake of the same batch position: D is trained to score the real
+    above its fake, ``softplus(-(D(x_r) - D(x_f)))``, and G to score its fake above the real,
+    ``softplus(-(D(x_f) - D(x_r)))``. With zero-centred R1 and R2 penalties
+    (model/regularizer=r1r2) the paper proves local convergence, which it finds plain RpGAN lacks.
+    Only differences of scores matter, so a D(x) alone is no probability.
+    """
+
+    relativistic = True
+
+    def __init__(self, name: str | None = None) -> None:
+        super().__init__(name or "rpgan")  # not "rp_gan"
+
+    def d_loss(self, real_logits: Tensor, fake_logits: Tensor) -> Tensor:
+        return F.softplus(fake_logits.float() - real_logits.float()).mean()
+
+    def g_loss(self, fake_logits: Tensor, real_logits: Tensor | None = None) -> Tensor:
+        if real_logits is None:
+            raise ValueError("RpGAN's G loss pairs each fake with a real: pass real_logits")
+        return F.softplus(real_logits.float() - fake_logits.float()).mean()
+
+
 def discriminator_score(logits: Tensor, loss: AdversarialLoss) -> Tensor:
     """What to plot as D(x): the mean probability for logistic losses, the mean score otherwise."""
     logits = logits.detach().float()

@@ -43,16 +43,25 @@ def r1_penalty(discriminator: Critic, real: Tensor, y: Tensor | None = None) -> 
 
 
 class DiscriminatorRegularizer:
-    """The penalty added to D's loss: ``gp_weight * GP + r1_gamma / 2 * R1``.
+    """The penalty added to D's loss: ``gp_weight * GP + r1_gamma / 2 * R1 + r2_gamma / 2 * R2``.
 
-    R1 is lazy (Karras et al. 2020): computed on every ``r1_interval``-th D step only, with its
-    weight multiplied by the interval so the average strength is unchanged.
+    R2 is R1 on the fake images (Roth et al. 2017's "R2"; with R1, the zero-centred pair that makes
+    R3GAN's RpGAN loss converge locally, Huang et al. 2024). R1 and R2 are lazy (Karras et al.
+    2020): computed on every ``r1_interval``-th D step only, with their weights multiplied by the
+    interval so the average strength is unchanged.
     """
 
-    def __init__(self, gp_weight: float = 0.0, r1_gamma: float = 0.0, r1_interval: int = 1) -> None:
+    def __init__(
+        self,
+        gp_weight: float = 0.0,
+        r1_gamma: float = 0.0,
+        r1_interval: int = 1,
+        r2_gamma: float = 0.0,
+    ) -> None:
         for key, value in (
             ("model.regularizer.gp_weight", gp_weight),
             ("model.regularizer.r1_gamma", r1_gamma),
+            ("model.regularizer.r2_gamma", r2_gamma),
         ):
             if not isinstance(value, int | float) or value < 0:
                 raise ConfigError(key, value, "must be a number >= 0 (0 disables it)")
@@ -62,24 +71,50 @@ class DiscriminatorRegularizer:
                 r1_interval,
                 "must be an integer >= 1 (1 = every D step)",
             )
-        self.gp_weight, self.r1_gamma, self.r1_interval = (
+        self.gp_weight, self.r1_gamma, self.r2_gamma = (
             float(gp_weight),
             float(r1_gamma),
-            r1_interval,
+            float(r2_gamma),
         )
+        self.r1_interval = r1_interval
+
+    @property
+    def needs_input_gradients(self) -> bool:
+        """Double backward through D: refused with BatchNorm in D and with compiled networks."""
+        return self.gp_weight > 0 or self.r1_gamma > 0 or self.r2_gamma > 0
 
     def __call__(
-        self, discriminator: Critic, real: Tensor, fake: Tensor, y: Tensor | None, d_step: int
+        self,
+        discriminator: Critic,
+        real: Tensor,
+        fake: Tensor,
+        y: Tensor | None,
+        d_step: int,
+        real_logits: Tensor | None = None,
+        fake_logits: Tensor | None = None,
+        y_fake: Tensor | None = None,
     ) -> tuple[Tensor, dict[str, Tensor]]:
-        """Total penalty for D's ``d_step``-th update (0-based), and the raw terms for logging."""
+        """Total penalty for D's ``d_step``-th update (0-based), and the raw terms for logging.
+
+        ``y`` labels the reals (and GP's interpolates), ``y_fake`` the fakes (default: ``y``).
+        ``real_logits`` / ``fake_logits`` (D's outputs of this step) are for regularizers of D's
+        outputs (models/lecam.py); the gradient penalties recompute D on their own inputs.
+        """
         total = torch.zeros((), device=real.device)
         logs: dict[str, Tensor] = {}
         if self.gp_weight > 0:
             gp = gradient_penalty(discriminator, real, fake, y)
             total = total + self.gp_weight * gp
             logs["penalty/gp"] = gp.detach()
-        if self.r1_gamma > 0 and d_step % self.r1_interval == 0:
+        if d_step % self.r1_interval:
+            return total, logs
+        lazy = 0.5 * self.r1_interval
+        if self.r1_gamma > 0:
             r1 = r1_penalty(discriminator, real, y)
-            total = total + 0.5 * self.r1_gamma * self.r1_interval * r1
+            total = total + lazy * self.r1_gamma * r1
             logs["penalty/r1"] = r1.detach()
+        if self.r2_gamma > 0:
+            r2 = r1_penalty(discriminator, fake, y if y_fake is None else y_fake)
+            total = total + lazy * self.r2_gamma * r2
+            logs["penalty/r2"] = r2.detach()
         return total, logs
