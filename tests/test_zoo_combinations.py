@@ -31,7 +31,6 @@ WIDTHS = {"mlp": 4, "dcgan": 4, "resnet": 8, "resnet_cbn": 8, "resnet_proj": 8}
 QUIET = (
     "~callbacks.model_checkpoint",
     "~callbacks.sample_grid",
-    "~callbacks.lr_monitor",
     "~logger",
     "+trainer.enable_checkpointing=false",
 )

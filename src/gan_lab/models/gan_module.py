@@ -27,7 +27,7 @@ from gan_lab.models.regularizers import DiscriminatorRegularizer
 from gan_lab.training import speed_options
 from gan_lab.training.grad_scale import loss_scale
 from gan_lab.training.noise import rank_noise
-from gan_lab.training.step_stats import StepStats, logger_writes
+from gan_lab.training.step_stats import StepStats, logger_writes, write_scalars
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], Optimizer]
 LR_SCHEDULES = ("constant", "linear")
@@ -204,7 +204,7 @@ class GANModule(L.LightningModule):
             real_logits = self.discriminator(real_in, y_real)
             fake_logits = self.discriminator(fake_in, y_fake)
             d_loss = self.loss.d_loss(real_logits, fake_logits)
-            penalty = self._d_regularization(real_in, fake_in, y_real, logged)
+            penalty, penalty_terms = self._d_regularization(real_in, fake_in, y_real)
             opt_d.zero_grad(set_to_none=True)
             self.manual_backward(d_loss + penalty)
             d_grad_norm = self._clip_and_measure(
@@ -219,9 +219,11 @@ class GANModule(L.LightningModule):
             "D(G(z))": discriminator_score(fake_logits, self.loss),
         }
         self.step_stats.update(d_stats)
-        if logged:
-            self.log_dict({**d_stats, "grad_norm/d": d_grad_norm})
         if self.d_updates % self.n_critic:
+            if logged:
+                write_scalars(
+                    self._trainer, {**d_stats, "grad_norm/d": d_grad_norm, **penalty_terms}
+                )
             return
 
         # --- generator update (D frozen, but gradients flow through it to G)
@@ -238,15 +240,20 @@ class GANModule(L.LightningModule):
         if self.ema is not None:
             self.ema.update(self.generator, self.global_step)
         self.step_stats["loss/g"] = g_loss.detach()
-        if logged:
-            self.log("g_step", float(self.global_step), prog_bar=True)
-            self.log_dict(
+        if logged:  # one host transfer for all of the batch's scalars
+            write_scalars(
+                self._trainer,
                 {
+                    **d_stats,
+                    "grad_norm/d": d_grad_norm,
+                    **penalty_terms,
+                    "g_step": float(self.global_step),
                     "loss/g": g_loss.detach(),
                     "grad_norm/g": g_grad_norm,
                     "lr/g": opt_g.param_groups[0]["lr"],
                     "lr/d": opt_d.param_groups[0]["lr"],
-                }
+                },
+                prog_bar=("g_step",),
             )
 
     # ---------------------------------------------------------------------------- helpers
@@ -255,18 +262,15 @@ class GANModule(L.LightningModule):
         return self.augment(images) if self.augment is not None else images
 
     def _d_regularization(
-        self, real: Tensor, fake: Tensor, y: Tensor | None, logged: bool
-    ) -> Tensor:
-        """Gradient penalty / R1 on D's (augmented) inputs; logs each term. Zero when unset.
+        self, real: Tensor, fake: Tensor, y: Tensor | None
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        """Gradient penalty / R1 on D's (augmented) inputs and its terms for the logs (zero when unset).
 
         Conditional GP scores the interpolates under the real labels.
         """
         if self.regularizer is None:
-            return torch.zeros((), device=real.device)
-        penalty, terms = self.regularizer(self.discriminator, real, fake, y, self.d_updates)
-        if logged:
-            self.log_dict(terms)
-        return penalty
+            return torch.zeros((), device=real.device), {}
+        return self.regularizer(self.discriminator, real, fake, y, self.d_updates)
 
     def _schedulers(self) -> list[LRScheduler]:
         schedulers = self.lr_schedulers()
