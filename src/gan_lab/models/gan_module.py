@@ -54,6 +54,7 @@ class GANModule(L.LightningModule):
         noise_seed: int | None = None,
         channels_last: bool = False,
         compile_networks: bool = False,
+        compile_step: bool = False,
     ) -> None:
         super().__init__()
         if n_critic < 1:
@@ -67,6 +68,7 @@ class GANModule(L.LightningModule):
         for key, clip in (("model.grad_clip_g", grad_clip_g), ("model.grad_clip_d", grad_clip_d)):
             if clip is not None and clip <= 0:
                 raise ConfigError(key, clip, "must be > 0, or null to disable clipping")
+        speed_options.check_compile_options(compile_networks, compile_step)
         self.loss = get_loss(loss) if isinstance(loss, str) else loss
         check_compatible(
             generator,
@@ -108,6 +110,10 @@ class GANModule(L.LightningModule):
         self.register_buffer(
             "fixed_y", fixed_y.long()
         )  # one block of rows per class when conditional
+        self.compile_step = compile_step
+        self._step_functions: tuple[Callable[..., Any], ...] | None = None
+        # per-network DDP wrappers (training/ddp_per_network.py); a plain dict, not submodules
+        self._wrapped: dict[str, nn.Module] = {}
         self.d_updates = 0  # D updates so far; survives checkpoints
         # this batch's losses and D scores (detached); logged only on the batches loggers write
         self.step_stats = StepStats()
@@ -196,14 +202,16 @@ class GANModule(L.LightningModule):
         logged = logger_writes(self._trainer)
 
         # --- discriminator update (G frozen; fakes carry no graph back into G)
+        if self._step_functions is None:  # compiled on first use (after a DDP spawn)
+            self._step_functions = speed_options.step_functions(
+                self._d_forward, self._g_forward, self.device, self.compile_step
+            )
+        d_forward, g_forward = self._step_functions
         with self.toggled_optimizer(opt_d):
             z, y_fake = self.training_noise(real.shape[0], "d")
-            with torch.no_grad():
-                fake = self.generator(z, y_fake)
-            real_in, fake_in = self._augmented(real), self._augmented(fake)
-            real_logits = self.discriminator(real_in, y_real)
-            fake_logits = self.discriminator(fake_in, y_fake)
-            d_loss = self.loss.d_loss(real_logits, fake_logits)
+            d_loss, (real_logits, fake_logits), (real_in, fake_in) = d_forward(
+                real, z, y_real, y_fake
+            )
             penalty, penalty_terms = self._d_regularization(real_in, fake_in, y_real)
             opt_d.zero_grad(set_to_none=True)
             self.manual_backward(d_loss + penalty)
@@ -229,8 +237,7 @@ class GANModule(L.LightningModule):
         # --- generator update (D frozen, but gradients flow through it to G)
         with self.toggled_optimizer(opt_g):
             z, y_fake = self.training_noise(real.shape[0], "g")
-            fake_logits = self.discriminator(self._augmented(self.generator(z, y_fake)), y_fake)
-            g_loss = self.loss.g_loss(fake_logits)
+            g_loss = g_forward(z, y_fake)
             opt_g.zero_grad(set_to_none=True)
             self.manual_backward(g_loss)
             g_grad_norm = self._clip_and_measure(self.generator, self.hparams.grad_clip_g, logged)
@@ -255,6 +262,30 @@ class GANModule(L.LightningModule):
                 },
                 prog_bar=("g_step",),
             )
+
+    # ---------------------------------------------------------------------------- forwards
+    def _d_forward(
+        self, real: Tensor, z: Tensor, y_real: Tensor | None, y_fake: Tensor | None
+    ) -> tuple[Tensor, tuple[Tensor, Tensor], tuple[Tensor, Tensor]]:
+        """D's loss on reals and on fakes from ``z`` (no graph into G); (real, fake) logits, inputs."""
+        with torch.no_grad():
+            fake = self.generator(z, y_fake)
+        critic = self._wrapped.get("discriminator", self.discriminator)
+        inputs = self._augmented(real), self._augmented(fake)
+        logits = critic(inputs[0], y_real), critic(inputs[1], y_fake)
+        return self.loss.d_loss(*logits), logits, inputs
+
+    def _g_forward(self, z: Tensor, y_fake: Tensor | None) -> Tensor:
+        """G's loss on fakes from ``z``: gradients flow through the (frozen) D into G."""
+        fake = self._wrapped.get("generator", self.generator)(z, y_fake)
+        return self.loss.g_loss(self.discriminator(self._augmented(fake), y_fake))
+
+    def wrap_networks(self, wrap: Callable[[nn.Module], nn.Module] | None) -> None:
+        """Train G and D through their own wrappers (e.g. DDP), or directly again (None)."""
+        self._wrapped = {}
+        if wrap is not None:
+            self._wrapped = {n: wrap(getattr(self, n)) for n in ("generator", "discriminator")}
+        self._step_functions = None  # compiled forwards captured the networks they called
 
     # ---------------------------------------------------------------------------- helpers
     def _augmented(self, images: Tensor) -> Tensor:
