@@ -85,7 +85,9 @@ class Slices:
         self._wait_for_command()
 
     def _wait_for_command(self) -> None:
-        print("READY", flush=True)
+        # protocol lines start on a line of their own: the progress bar (ganlab_callbacks)
+        # writes to stdout too, with carriage returns instead of newlines
+        print("\nREADY", flush=True)
         command = sys.stdin.readline().split()
         if not command or command[0] == "QUIT":
             self.quit = True
@@ -100,7 +102,7 @@ class Slices:
         self.durations.append(now - self.last)
         self.last = now
         if now >= self.deadline:
-            print("DONE " + json.dumps(self.durations), flush=True)
+            print("\nDONE " + json.dumps(self.durations), flush=True)
             self._wait_for_command()
         return self.quit
 
@@ -194,7 +196,7 @@ def worker(args: argparse.Namespace) -> None:
         else:
             run_plain(setup, args.worker)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print("RSS " + json.dumps(rss), flush=True)
+    print("\nRSS " + json.dumps(rss), flush=True)
 
 
 class Worker:
