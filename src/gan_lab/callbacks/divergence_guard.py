@@ -176,6 +176,7 @@ class DivergenceGuard(L.Callback):
             return
         pending, self._pending = self._pending, []
         rows = torch.stack([b.values for b in pending]).tolist()
+        rolled_back = False  # later bad batches of this read ran before the rollback: count only
         for batch, (g_bad, d_bad, *losses) in zip(pending, rows, strict=True):
             for net, bad in (("D", d_bad), ("G", g_bad)):
                 if bad:
@@ -187,8 +188,9 @@ class DivergenceGuard(L.Callback):
                         self._detected(batch.where, f"non-finite {key} ({value})")
             if self._bad_this_batch is None:
                 self._consecutive = 0
-            elif self.policy == "rollback":
+            elif self.policy == "rollback" and not rolled_back:
                 self._roll_back(trainer, pl_module, batch.where)
+                rolled_back = True
             self._bad_this_batch = None
 
     # ------------------------------------------------------------------ policies
