@@ -12,6 +12,7 @@ import torch
 import gan_lab.train as train_module
 from gan_lab.callbacks.divergence_guard import (
     DivergenceGuard,
+    _Batch,
     gradients_finite,
     nonfinite_gradients,
     skips_on_device,
@@ -165,6 +166,22 @@ def test_a_nan_gradient_is_dropped_on_the_device_and_read_only_on_logged_batches
     assert (injector.guard.nonfinite_steps, injector.guard.skipped_steps) == (1, 1)
     final = read_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt")
     assert final["callbacks"]["DivergenceGuard"]["skipped_steps"] == 1
+
+
+def test_one_deferred_read_rolls_back_once_however_many_of_its_batches_were_bad(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    guard = DivergenceGuard(policy="rollback")
+    rollbacks: list[str] = []
+    monkeypatch.setattr(guard, "_roll_back", lambda trainer, module, where: rollbacks.append(where))
+    bad_d = torch.tensor([0.0, 1.0, 0.7, 0.6])  # flags of G's, D's gradient; loss/d, loss/g
+    good = torch.tensor([0.0, 0.0, 0.7, 0.6])
+    nan_loss = torch.tensor([0.0, 0.0, float("nan"), 0.6])
+    guard._pending = [_Batch(good, "b1"), _Batch(bad_d, "b2"), _Batch(nan_loss, "b3")]
+    guard._judge_pending(None, None)
+    assert rollbacks == ["b2"]  # b3 ran before the rollback that b2 triggers
+    assert (guard.nonfinite_steps, guard.skipped_steps) == (2, 1)
+    assert guard._pending == []
 
 
 def test_optimizers_that_cannot_skip_on_the_device_are_checked_on_the_host() -> None:
