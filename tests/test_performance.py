@@ -39,8 +39,8 @@ def test_channels_last_stores_conv_weights_nhwc_in_g_d_and_ema_with_the_same_out
 
 def _train_tiny(make_cfg, compile_step: bool, steps: int) -> GANModule:
     cfg = make_cfg(
-        "data.source=synthetic",
-        "data.synthetic_size=64",
+        "data/source=synthetic",
+        "data.source.num_samples=64",
         "data.batch_size=16",
         "data.image_size=8",
         "data.channels=1",

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
-from contextlib import contextmanager
 from typing import Any
 
 import lightning as L
@@ -19,15 +18,16 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR, LRScheduler
 
 from gan_lab.errors import ConfigError
+from gan_lab.lightning_internals import attached_trainer, logger_writes, step_not_counted
 from gan_lab.models.augment import DiffAugment
 from gan_lab.models.compatibility import check_compatible
 from gan_lab.models.ema import GeneratorEMA
-from gan_lab.models.losses import AdversarialLoss, discriminator_score, get_loss
+from gan_lab.models.losses import AdversarialLoss, NonSaturatingLoss, discriminator_score
 from gan_lab.models.regularizers import DiscriminatorRegularizer
 from gan_lab.training import speed_options
 from gan_lab.training.grad_scale import loss_scale
 from gan_lab.training.noise import rank_noise
-from gan_lab.training.step_stats import StepStats, logger_writes, write_scalars
+from gan_lab.training.step_stats import StepStats, write_scalars
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], Optimizer]
 LR_SCHEDULES = ("constant", "linear")
@@ -40,7 +40,7 @@ class GANModule(L.LightningModule):
         discriminator: nn.Module,
         optimizer_g: OptimizerFactory,
         optimizer_d: OptimizerFactory,
-        loss: AdversarialLoss | str = "non_saturating",
+        loss: AdversarialLoss | None = None,
         n_critic: int = 1,
         grad_clip_g: float | None = None,
         grad_clip_d: float | None = None,
@@ -57,7 +57,7 @@ class GANModule(L.LightningModule):
         compile_step: bool = False,
     ) -> None:
         super().__init__()
-        if n_critic < 1:
+        if not isinstance(n_critic, int) or isinstance(n_critic, bool) or n_critic < 1:
             raise ConfigError(
                 "model.n_critic", n_critic, "must be an integer >= 1 (D updates per G update)"
             )
@@ -66,14 +66,14 @@ class GANModule(L.LightningModule):
                 "model.lr_schedule", lr_schedule, f"choose one of {', '.join(LR_SCHEDULES)}"
             )
         for key, clip in (("model.grad_clip_g", grad_clip_g), ("model.grad_clip_d", grad_clip_d)):
-            if clip is not None and clip <= 0:
+            if clip is not None and (not isinstance(clip, int | float) or clip <= 0):
                 raise ConfigError(key, clip, "must be > 0, or null to disable clipping")
         speed_options.check_compile_options(compile_networks, compile_step)
-        self.loss = get_loss(loss) if isinstance(loss, str) else loss
+        self.loss = loss if loss is not None else NonSaturatingLoss()
         check_compatible(
             generator,
             discriminator,
-            self.loss.name,
+            self.loss,
             penalized=regularizer is not None,
             compiled=compile_networks,
         )
@@ -89,7 +89,9 @@ class GANModule(L.LightningModule):
             ],
             logger=False,
         )
-        self.hparams["loss"] = self.loss.name
+        self.hparams["loss"] = (
+            self.loss.name
+        )  # what the run trained with, for readers of the checkpoint
         self.automatic_optimization = False
         self.generator, self.discriminator = generator, discriminator
         self.optimizer_g_factory, self.optimizer_d_factory = optimizer_g, optimizer_d
@@ -141,7 +143,9 @@ class GANModule(L.LightningModule):
         assert self.noise_seed is not None, "setup() draws the noise seed"
         counter = self.d_updates if stream == "d" else self.global_step
         rank, world = (
-            (self.trainer.global_rank, self.trainer.world_size) if self._trainer else (0, 1)
+            (self.trainer.global_rank, self.trainer.world_size)
+            if attached_trainer(self)
+            else (0, 1)
         )
         return rank_noise(
             seed=self.noise_seed,
@@ -199,7 +203,8 @@ class GANModule(L.LightningModule):
         y_real = labels if self.num_classes else None
         # scalars reach the loggers on one batch in trainer.log_every_n_steps: log (and compute
         # diagnostic gradient norms) only then
-        logged = logger_writes(self._trainer)
+        trainer = attached_trainer(self)
+        logged = logger_writes(trainer)
 
         # --- discriminator update (G frozen; fakes carry no graph back into G)
         if self._step_functions is None:  # compiled on first use (after a DDP spawn)
@@ -212,13 +217,17 @@ class GANModule(L.LightningModule):
             d_loss, (real_logits, fake_logits), (real_in, fake_in) = d_forward(
                 real, z, y_real, y_fake
             )
-            penalty, penalty_terms = self._d_regularization(real_in, fake_in, y_real)
+            penalty, penalty_terms = (  # GP / R1 on D's inputs; conditional GP: the real labels
+                self.regularizer(self.discriminator, real_in, fake_in, y_real, self.d_updates)
+                if self.regularizer is not None
+                else (torch.zeros((), device=real.device), {})
+            )
             opt_d.zero_grad(set_to_none=True)
             self.manual_backward(d_loss + penalty)
             d_grad_norm = self._clip_and_measure(
                 self.discriminator, self.hparams.grad_clip_d, logged
             )
-            with self._uncounted_step(opt_d):
+            with step_not_counted(opt_d, self.trainer):  # only G steps count
                 opt_d.step()
         self.d_updates += 1
         d_stats = {
@@ -227,17 +236,16 @@ class GANModule(L.LightningModule):
             "D(G(z))": discriminator_score(fake_logits, self.loss),
         }
         self.step_stats.update(d_stats)
+        # a logged batch's scalars reach the loggers in one host transfer, at its end
+        scalars = {**d_stats, "grad_norm/d": d_grad_norm, **penalty_terms} if logged else {}
         if self.d_updates % self.n_critic:
-            if logged:
-                write_scalars(
-                    self._trainer, {**d_stats, "grad_norm/d": d_grad_norm, **penalty_terms}
-                )
+            write_scalars(trainer, scalars)
             return
 
         # --- generator update (D frozen, but gradients flow through it to G)
         with self.toggled_optimizer(opt_g):
             z, y_fake = self.training_noise(real.shape[0], "g")
-            g_loss = g_forward(z, y_fake)
+            g_loss = g_forward(z, y_fake, real, y_real)
             opt_g.zero_grad(set_to_none=True)
             self.manual_backward(g_loss)
             g_grad_norm = self._clip_and_measure(self.generator, self.hparams.grad_clip_g, logged)
@@ -247,21 +255,11 @@ class GANModule(L.LightningModule):
         if self.ema is not None:
             self.ema.update(self.generator, self.global_step)
         self.step_stats["loss/g"] = g_loss.detach()
-        if logged:  # one host transfer for all of the batch's scalars
-            write_scalars(
-                self._trainer,
-                {
-                    **d_stats,
-                    "grad_norm/d": d_grad_norm,
-                    **penalty_terms,
-                    "g_step": float(self.global_step),
-                    "loss/g": g_loss.detach(),
-                    "grad_norm/g": g_grad_norm,
-                    "lr/g": opt_g.param_groups[0]["lr"],
-                    "lr/d": opt_d.param_groups[0]["lr"],
-                },
-                prog_bar=("g_step",),
-            )
+        if logged:
+            scalars |= {"g_step": float(self.global_step), "loss/g": g_loss.detach()}
+            scalars |= {"grad_norm/g": g_grad_norm, "lr/g": opt_g.param_groups[0]["lr"]}
+            scalars["lr/d"] = opt_d.param_groups[0]["lr"]
+        write_scalars(trainer, scalars, prog_bar=("g_step",))
 
     # ---------------------------------------------------------------------------- forwards
     def _d_forward(
@@ -275,33 +273,26 @@ class GANModule(L.LightningModule):
         logits = critic(inputs[0], y_real), critic(inputs[1], y_fake)
         return self.loss.d_loss(*logits), logits, inputs
 
-    def _g_forward(self, z: Tensor, y_fake: Tensor | None) -> Tensor:
-        """G's loss on fakes from ``z``: gradients flow through the (frozen) D into G."""
+    def _g_forward(
+        self, z: Tensor, y_fake: Tensor | None, real: Tensor, y_real: Tensor | None
+    ) -> Tensor:
+        """G's loss on fakes from ``z`` through the frozen D (relativistic: against D(real))."""
         fake = self._wrapped.get("generator", self.generator)(z, y_fake)
-        return self.loss.g_loss(self.discriminator(self._augmented(fake), y_fake))
+        fake_logits = self.discriminator(self._augmented(fake), y_fake)
+        if not self.loss.relativistic:
+            return self.loss.g_loss(fake_logits)
+        return self.loss.g_loss(fake_logits, self.discriminator(self._augmented(real), y_real))
 
     def wrap_networks(self, wrap: Callable[[nn.Module], nn.Module] | None) -> None:
         """Train G and D through their own wrappers (e.g. DDP), or directly again (None)."""
-        self._wrapped = {}
-        if wrap is not None:
-            self._wrapped = {n: wrap(getattr(self, n)) for n in ("generator", "discriminator")}
+        nets = ("generator", "discriminator") if wrap is not None else ()
+        self._wrapped = {n: wrap(getattr(self, n)) for n in nets}
         self._step_functions = None  # compiled forwards captured the networks they called
 
     # ---------------------------------------------------------------------------- helpers
     def _augmented(self, images: Tensor) -> Tensor:
         """DiffAugment when configured: D sees augmented reals and fakes, in both steps."""
         return self.augment(images) if self.augment is not None else images
-
-    def _d_regularization(
-        self, real: Tensor, fake: Tensor, y: Tensor | None
-    ) -> tuple[Tensor, dict[str, Tensor]]:
-        """Gradient penalty / R1 on D's (augmented) inputs and its terms for the logs (zero when unset).
-
-        Conditional GP scores the interpolates under the real labels.
-        """
-        if self.regularizer is None:
-            return torch.zeros((), device=real.device), {}
-        return self.regularizer(self.discriminator, real, fake, y, self.d_updates)
 
     def _schedulers(self) -> list[LRScheduler]:
         schedulers = self.lr_schedulers()
@@ -321,22 +312,10 @@ class GANModule(L.LightningModule):
             return torch.zeros(())
         # under fp16 the gradients here still carry the GradScaler's loss scale (Lightning unscales
         # inside optimizer.step(), fused optimizers in their kernel), so limit and norm scale too
-        scale = loss_scale(self._trainer)
+        scale = loss_scale(attached_trainer(self))
         limit = max_norm * scale if max_norm is not None else math.inf
         norm = torch.nn.utils.clip_grad_norm_(params, limit, error_if_nonfinite=False)
         return (norm / scale).detach()
-
-    @contextmanager
-    def _uncounted_step(self, optimizer: Any) -> Any:
-        """Run ``optimizer.step()`` without advancing ``global_step`` (only G steps count)."""
-        before, after = optimizer._on_before_step, optimizer._on_after_step
-        profiler = self.trainer.profiler
-        optimizer._on_before_step = lambda: profiler.start("optimizer_step")
-        optimizer._on_after_step = lambda: profiler.stop("optimizer_step")
-        try:
-            yield
-        finally:
-            optimizer._on_before_step, optimizer._on_after_step = before, after
 
     def on_train_end(self) -> None:
         # the final step, also when the last batch was not a logged one: train.py reports it, and

@@ -18,9 +18,7 @@ import lightning as L
 import torch
 from torch import Tensor
 
-from gan_lab.training.lightning_private import logger_step, logger_writes
-
-__all__ = ["StepStats", "latest_scalar", "logger_writes", "write_scalars"]
+from gan_lab.lightning_internals import next_logged_step
 
 
 class StepStats(dict[str, Tensor]):
@@ -76,7 +74,7 @@ def write_scalars(
     floats = host_floats(metrics)
     trainer.callback_metrics.update({k: torch.tensor(v) for k, v in floats.items()})
     trainer.progress_bar_metrics.update({k: floats[k] for k in prog_bar if k in floats})
-    step = logger_step(trainer)
+    step = next_logged_step(trainer)
     for logger in trainer.loggers:
         logger.log_metrics({**floats, "epoch": trainer.current_epoch}, step=step)
 
