@@ -15,7 +15,15 @@ and the median over rounds is reported. Variants:
 - ``ganlab_bf16_nchw`` / ``ganlab_fp32_cl`` / ``ganlab_bf16_cl`` (optional): each speed option
   alone and both, whatever the experiment's defaults are;
 - ``ganlab_compiled`` (optional): the defaults plus ``model.compile_networks=true`` (the warm-up
-  slice absorbs the compilation).
+  slice absorbs the compilation);
+- ``ganlab_callbacks``: gan-lab as ``gan-train`` runs it, with the default callbacks (checkpoints,
+  sample grids, divergence guard, health monitor, periodic metrics, progress bar);
+- ``ganlab_compiled_step``: the defaults plus ``model.compile_step=true`` (each update's forward
+  and backward compiled; the warm-up slice absorbs the compilation).
+
+``--setups overhead`` trains networks of a few thousand weights, where a step is host work (Python,
+hooks, kernel launches) as small GANs are on a GPU; the report gives milliseconds per step.
+``--ddp STEPS`` instead times STEPS steps on 2 gloo processes per DDP strategy (scripts/ddp_timing.py).
 
 It also measures the CPU's bf16 and fp32 matmul peak and converts images/s into FLOP/s with
 torch's FLOP counter on one training step.
@@ -53,8 +61,11 @@ VARIANTS = {
     "ganlab_bf16_cl": ("lightning", ("trainer.precision=bf16-mixed", "model.channels_last=true")),
     # torch.compile of G's and D's forward on top of the experiment's defaults
     "ganlab_compiled": ("lightning", ("model.compile_networks=true",)),
+    "ganlab_callbacks": ("lightning_callbacks", ()),
+    "ganlab_compiled_step": ("lightning", ("model.compile_step=true",)),
 }
 DEFAULT_VARIANTS = ("classic", "plain_fp32", "ganlab_fp32", "ganlab")
+OVERHEAD_VARIANTS = ("classic", "plain_fp32", "ganlab_callbacks", "ganlab", "ganlab_compiled_step")
 
 
 # ------------------------------------------------------------------------------------ workers
@@ -74,7 +85,9 @@ class Slices:
         self._wait_for_command()
 
     def _wait_for_command(self) -> None:
-        print("READY", flush=True)
+        # protocol lines start on a line of their own: the progress bar (ganlab_callbacks)
+        # writes to stdout too, with carriage returns instead of newlines
+        print("\nREADY", flush=True)
         command = sys.stdin.readline().split()
         if not command or command[0] == "QUIT":
             self.quit = True
@@ -89,7 +102,7 @@ class Slices:
         self.durations.append(now - self.last)
         self.last = now
         if now >= self.deadline:
-            print("DONE " + json.dumps(self.durations), flush=True)
+            print("\nDONE " + json.dumps(self.durations), flush=True)
             self._wait_for_command()
         return self.quit
 
@@ -135,18 +148,16 @@ def run_plain(setup: classic_loop.Setup, variant: str) -> None:
 
 
 def run_lightning(setup: classic_loop.Setup, variant: str, workdir: str) -> None:
-    """gan-lab as `gan-train` builds it, minus checkpoint/sample callbacks and the progress bar."""
+    """gan-lab as `gan-train` builds it; without callbacks unless the variant keeps the defaults."""
     import hydra
     import lightning as L
 
-    from gan_lab.utils import instantiate_loggers
+    from gan_lab.utils import instantiate_callbacks, instantiate_loggers
 
-    _, overrides = VARIANTS[variant]
-    quiet = (
-        "callbacks=none",
-        "+trainer.enable_progress_bar=false",
-        "trainer.enable_model_summary=false",
-    )
+    kind, overrides = VARIANTS[variant]
+    quiet = ("trainer.enable_model_summary=false",)
+    if kind == "lightning":
+        quiet += ("callbacks=none", "+trainer.enable_progress_bar=false")
     cfg = classic_loop.compose(
         setup,
         *quiet,
@@ -168,8 +179,9 @@ def run_lightning(setup: classic_loop.Setup, variant: str, workdir: str) -> None
             if self.slices.step_done():
                 trainer.should_stop = True
 
+    callbacks = [*instantiate_callbacks(cfg.get("callbacks")), Paced()]
     trainer = hydra.utils.instantiate(
-        cfg.trainer, callbacks=[Paced()], logger=instantiate_loggers(cfg.logger)
+        cfg.trainer, callbacks=callbacks, logger=instantiate_loggers(cfg.logger)
     )
     trainer.fit(model, datamodule=datamodule)
 
@@ -179,12 +191,12 @@ def worker(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as workdir:
-        if VARIANTS[args.worker][0] == "lightning":
+        if VARIANTS[args.worker][0].startswith("lightning"):
             run_lightning(setup, args.worker, workdir)
         else:
             run_plain(setup, args.worker)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print("RSS " + json.dumps(rss), flush=True)
+    print("\nRSS " + json.dumps(rss), flush=True)
 
 
 class Worker:
@@ -335,9 +347,10 @@ def print_report(report: dict[str, Any], variants: list[str]) -> None:
             f"gan-lab step {flops['plain'] / 1e9:.3f} G (gan-lab draws fresh noise for the G step)"
         )
         print(
-            f"{'variant':>18} {'img/s':>9} {'x classic':>10} {'x plain_fp32':>13} "
+            f"{'variant':>20} {'img/s':>9} {'ms/step':>8} {'x classic':>10} {'x plain_fp32':>13} "
             f"{'GFLOP/s':>8} {'% bf16 peak':>12} {'% fp32 peak':>12} {'peak RSS MB':>12}"
         )
+        batch = classic_loop.SETUPS[name].batch_size
         for v in variants:
             ips = res[v]["images_per_s"]
             gflops = ips * flops["classic" if v == "classic" else "plain"] / 1e9
@@ -346,7 +359,7 @@ def print_report(report: dict[str, Any], variants: list[str]) -> None:
                 ips / res["plain_fp32"]["images_per_s"] if "plain_fp32" in res else float("nan")
             )
             print(
-                f"{v:>18} {ips:9.1f} {x_classic:10.2f} {x_plain:13.3f} {gflops:8.1f} "
+                f"{v:>20} {ips:9.1f} {1e3 * batch / ips:8.2f} {x_classic:10.2f} {x_plain:13.3f} {gflops:8.1f} "
                 f"{100 * gflops / peak['bf16']:11.1f}% {100 * gflops / peak['fp32']:11.1f}% "
                 f"{res[v]['peak_rss_mb']:12.0f}"
             )
@@ -373,7 +386,18 @@ def main() -> None:
         "--setups", nargs="+", default=["dcgan64", "mlp"], choices=sorted(classic_loop.SETUPS)
     )
     parser.add_argument(
-        "--variants", nargs="+", default=list(DEFAULT_VARIANTS), choices=list(VARIANTS)
+        "--variants",
+        nargs="+",
+        default=None,
+        choices=list(VARIANTS),
+        help=f"default: {' '.join(DEFAULT_VARIANTS)}; for --setups overhead: {' '.join(OVERHEAD_VARIANTS)}",
+    )
+    parser.add_argument(
+        "--ddp",
+        type=int,
+        default=0,
+        metavar="STEPS",
+        help="time STEPS steps of each setup on 2 gloo processes per DDP strategy (rounds alternate)",
     )
     parser.add_argument(
         "--rounds", type=int, default=6, help="timed slices per variant (after one warm-up slice)"
@@ -392,6 +416,14 @@ def main() -> None:
     args = parser.parse_args()
     if args.worker:
         worker(args)
+        return
+    if args.variants is None:
+        overhead_only = args.setups == ["overhead"]
+        args.variants = list(OVERHEAD_VARIANTS if overhead_only else DEFAULT_VARIANTS)
+    if args.ddp:
+        import ddp_timing
+
+        ddp_timing.compare(args.setups, args.ddp, args.rounds, args.json)
         return
     # Default slices: a few DCGAN-64 steps each, or many MLP steps.
     args.seconds = {s: args.seconds or (6.0 if s.startswith("dcgan") else 2.0) for s in args.setups}

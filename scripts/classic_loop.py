@@ -57,6 +57,23 @@ SETUPS = {
     "dcgan32_mnist": Setup("dcgan32_mnist", "mnist", ("experiment=mnist_dcgan",), 32, 1, 128, 2),
     # PyTorch-GAN gan.py: MNIST 28x28, batch 64, DataLoader defaults (no workers).
     "mlp": Setup("mlp", "mnist", ("experiment=mnist_mlp_gan",), 28, 1, 64, 0),
+    # host overhead: the MNIST MLP experiment with networks so small (a few thousand weights)
+    # that a step is almost all Python, hooks and kernel launches, as small GANs are on a GPU
+    "overhead": Setup(
+        "overhead",
+        "mnist",
+        (
+            "experiment=mnist_mlp_gan",
+            "model.generator.latent_dim=8",
+            "model.generator.width=4",
+            "model.discriminator.width=4",
+            "data.batch_size=16",
+        ),
+        28,
+        1,
+        16,
+        0,
+    ),
 }
 
 

@@ -49,7 +49,6 @@ TINY_MLP_GAN = (
     "model.generator.width=32",
     "model.discriminator.width=32",
     "~callbacks.sample_grid",
-    "~callbacks.lr_monitor",
 )
 
 

@@ -87,6 +87,36 @@ def test_bench_throughput_reports_images_per_second_for_each_variant(tmp_path: P
     assert report["matmul_peak_gflops"]["bf16"] > 0
 
 
+@requires_mnist
+def test_bench_throughput_overhead_setup_times_gan_lab_with_its_default_callbacks(
+    tmp_path: Path,
+) -> None:
+    args = "--setups overhead --variants plain_fp32 ganlab_callbacks --rounds 1 --seconds 0.5"
+    report = run_script("bench_throughput.py", *args.split(), "--threads", "1", cwd=tmp_path)
+    results = report["setups"]["overhead"]["results"]
+    assert set(results) == {"plain_fp32", "ganlab_callbacks"}
+    assert all(r["images_per_s"] > 0 and r["steps"] > 0 for r in results.values())
+
+
+@requires_mnist
+def test_ddp_timing_measures_both_strategies_on_two_gloo_processes(tmp_path: Path) -> None:
+    import ddp_timing
+
+    report = ddp_timing.compare(["overhead"], steps=8, rounds=1, json_path=tmp_path / "d.json")
+    medians = report["overhead"]["median_step_s"]
+    assert set(medians) == {"lightning_ddp", "per_network_ddp"}
+    assert all(len(m) == 1 and 0 < m[0] < 10 for m in medians.values())
+    assert json.loads((tmp_path / "d.json").read_text()) == report
+
+
+def test_profile_step_buckets_the_dcgan_step_into_its_kernels(tmp_path: Path) -> None:
+    args = "--setup dcgan32 --batch 8 --steps 1 --top 5"
+    (report,) = run_script("profile_step.py", *args.split(), cwd=tmp_path)
+    assert report["images_per_s"] > 0 and len(report["top"]) == 5
+    assert report["buckets"]["convolution"] > 0.1  # a DCGAN step is mostly convolutions
+    assert sum(report["buckets"].values()) <= 1.0 + 1e-6
+
+
 @pytest.mark.slow
 @requires_mnist
 def test_bench_quality_snapshots_and_score_only_rescore_the_kept_generators(

@@ -46,6 +46,12 @@ G_STEPS = 3  # with n_critic=2: 6 D updates, 3 G updates, all inside the first e
 # 2-core machine). What spawning adds, pickling every object for the new processes, is checked
 # below; the spawned run itself is the slow multirun test in test_sweeps.py.
 DDP_CPU = ("trainer=ddp_cpu", "trainer.strategy.start_method=fork")
+# the same, with one DDP wrapper per network (trainer=ddp_gan on GPUs)
+PER_NETWORK = (
+    "trainer.strategy._target_=gan_lab.training.ddp_per_network.PerNetworkDDPStrategy",
+    "trainer.strategy.find_unused_parameters=false",
+)
+STRATEGIES = {"lightning_ddp": (), "per_network_ddp": PER_NETWORK}
 
 
 # ------------------------------------------------------------------------------ noise
@@ -162,9 +168,12 @@ def _plain_pytorch_reference(cfg: DictConfig) -> dict[str, torch.Tensor]:
     }
 
 
-def test_two_gloo_processes_train_exactly_like_one(make_cfg: Callable[..., DictConfig]) -> None:
+@pytest.mark.parametrize("strategy", sorted(STRATEGIES))
+def test_two_gloo_processes_train_exactly_like_one(
+    make_cfg: Callable[..., DictConfig], strategy: str
+) -> None:
     single = _weights(_fit(make_cfg(*TINY, "trainer=cpu")))
-    ddp = _weights(_fit(make_cfg(*TINY, *DDP_CPU)))
+    ddp = _weights(_fit(make_cfg(*TINY, *DDP_CPU, *STRATEGIES[strategy])))
     reference = _plain_pytorch_reference(make_cfg(*TINY, "trainer=cpu"))
 
     trained = [k for k in single if k.startswith(("generator.", "discriminator.", "ema."))]
@@ -219,6 +228,23 @@ def test_ddp_cpu_run_writes_each_file_once_and_resumes(
         torch.testing.assert_close(last["state_dict"][key], value, atol=1e-6, rtol=1e-5, msg=key)
     g_first, g_last = (ckpt["state_dict"]["generator.net.0.weight"] for ckpt in (first, last))
     assert not torch.equal(g_first, g_last)  # the resumed run did train
+
+
+def test_per_network_ddp_wraps_g_and_d_and_leaves_the_module_and_its_state_dict_alone(
+    make_cfg: Callable[..., DictConfig],
+) -> None:
+    from gan_lab.training.ddp_per_network import PerNetworkDDPStrategy
+
+    model = hydra.utils.instantiate(make_cfg(*TINY).model)
+    keys = list(model.state_dict())
+    model.wrap_networks(lambda net: nn.Sequential(net))
+    assert set(model._wrapped) == {"generator", "discriminator"}
+    assert model._wrapped["generator"][0] is model.generator
+    assert list(model.state_dict()) == keys  # checkpoints keep their names
+    model.wrap_networks(None)
+    assert model._wrapped == {}
+    with pytest.raises(ConfigError, match="find_unused_parameters=True"):
+        PerNetworkDDPStrategy(find_unused_parameters=True)
 
 
 def test_everything_a_spawned_process_receives_pickles(make_cfg: Callable[..., DictConfig]) -> None:

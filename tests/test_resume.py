@@ -37,7 +37,6 @@ TINY = (
     "model.lr_schedule=linear",
     "trainer.deterministic=true",
     "~callbacks.sample_grid",
-    "~callbacks.lr_monitor",
     "seed=7",
 )
 

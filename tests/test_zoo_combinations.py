@@ -26,7 +26,6 @@ pytestmark = pytest.mark.usefixtures("one_cpu_thread")
 QUIET = (
     "~callbacks.model_checkpoint",
     "~callbacks.sample_grid",
-    "~callbacks.lr_monitor",
     "~logger",
     "+trainer.enable_checkpointing=false",
 )

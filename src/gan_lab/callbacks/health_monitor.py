@@ -14,6 +14,10 @@ onto a few outputs, while every number stays finite. Three signals, logged under
 
 Each signal warns once in the console with the numbers seen, then the policy applies:
 ``continue`` (warn and log only), ``stop`` or ``rollback`` (see recovery.py).
+
+Every batch's losses and D scores enter the window, but they stay on the device until the
+batches the loggers write (or a diversity check, or the end of training): then all of them are
+read in one transfer and judged in order, so watching costs no host sync per step.
 """
 
 from __future__ import annotations
@@ -30,11 +34,12 @@ from torch import Tensor
 from gan_lab.errors import ConfigError
 from gan_lab.lightning_internals import logger_writes
 from gan_lab.training.recovery import Snapshot, TrainingStopped, check_policy, roll_back
-from gan_lab.training.step_stats import latest_scalar
+from gan_lab.training.step_stats import StepStats, latest_scalar, write_scalars
 
 log = logging.getLogger(__name__)
 
 POLICIES = ("continue", "stop", "rollback")
+WATCHED = ("loss/d", "loss/g", "D(x)", "D(G(z))")
 
 
 def mean_pairwise_distance(images: Tensor) -> float:
@@ -188,6 +193,8 @@ class HealthMonitor(L.Callback):
         self.rollbacks = 0
         self._last_diversity_step = -1
         self._snapshot: Snapshot | None = None
+        # batches not yet judged: (keys present, their values on the device)
+        self._pending: list[tuple[tuple[str, ...], Tensor]] = []
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         loss = getattr(pl_module, "loss", None)
@@ -213,19 +220,18 @@ class HealthMonitor(L.Callback):
         assert self.signals is not None
         g_step_now = trainer.global_step != self._prev_g_step
         self._prev_g_step = trainer.global_step
-        alerts = self.signals.add(
-            latest_scalar(trainer, pl_module, "loss/d"),
-            latest_scalar(trainer, pl_module, "loss/g") if g_step_now else None,
-            latest_scalar(trainer, pl_module, "D(x)"),
-            latest_scalar(trainer, pl_module, "D(G(z))"),
-        )
-        metrics = self.signals.summary()
+        self._record(trainer, pl_module, g_step_now)
         step = trainer.global_step
-        if (
+        diversity_due = (
             step > 0
             and step % self.diversity_every_n_steps == 0
             and step != self._last_diversity_step
-        ):
+        )
+        if not (diversity_due or logger_writes(trainer)):
+            return
+        alerts = self._judge_pending()
+        metrics = self.signals.summary()
+        if diversity_due:
             self._last_diversity_step = step
             ratio, duplicates = self.measure_diversity(pl_module, batch[0])
             metrics["health/diversity_ratio"], metrics["health/near_duplicate_pairs"] = (
@@ -241,18 +247,52 @@ class HealthMonitor(L.Callback):
                     f"(floor {self.diversity_ratio_floor}) and {duplicates:.1%} of their pairs are "
                     f"near-duplicates (ceiling {self.duplicate_fraction_ceiling:.0%}): G is collapsing onto few outputs"
                 )
-        for name in alerts:
-            self.alert_counts[name] = self.alert_counts.get(name, 0) + 1
+                self.alert_counts["diversity_loss"] = self.alert_counts.get("diversity_loss", 0) + 1
         metrics.update(
             {
                 f"health/alerts_{name}": float(self.alert_counts.get(name, 0))
                 for name in ("d_overpowering", "diversity_loss", "loss_explosion")
             }
         )
-        if logger_writes(trainer) or "health/diversity_ratio" in metrics:
-            pl_module.log_dict(metrics)
+        write_scalars(trainer, metrics)
         if alerts:
             self._act(trainer, pl_module, alerts)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        alerts = self._judge_pending()  # the batches after the last logged one
+        if alerts:
+            self._act(trainer, pl_module, alerts)
+
+    def _record(self, trainer: L.Trainer, pl_module: Any, g_step_now: bool) -> None:
+        """Keep this batch's scalars for the next read; loss/g only on batches with a G step."""
+        keys = tuple(k for k in WATCHED if g_step_now or k != "loss/g")
+        stats = getattr(pl_module, "step_stats", None)
+        if isinstance(stats, StepStats):
+            keys = tuple(k for k in keys if k in stats)
+            values = stats.stacked(keys) if keys else torch.zeros(0)
+        else:  # another module: its logged values, read now
+            found = {k: latest_scalar(trainer, pl_module, k) for k in keys}
+            keys = tuple(k for k, v in found.items() if v is not None)
+            values = torch.tensor([found[k] for k in keys], dtype=torch.float32)
+        self._pending.append((keys, values))
+
+    def _judge_pending(self) -> dict[str, str]:
+        """Feed every recorded batch to the signals in order (one transfer); the alerts they raised."""
+        assert self.signals is not None
+        if not self._pending:
+            return {}
+        pending, self._pending = self._pending, []
+        flat = torch.cat([values for _, values in pending]).tolist()
+        alerts: dict[str, str] = {}
+        offset = 0
+        for keys, _ in pending:
+            seen = dict(zip(keys, flat[offset : offset + len(keys)], strict=True))
+            offset += len(keys)
+            fired = self.signals.add(*(seen.get(k) for k in WATCHED))
+            for name in fired:
+                self.alert_counts[name] = self.alert_counts.get(name, 0) + 1
+            alerts.update(fired)
+        return alerts
 
     @torch.no_grad()
     def measure_diversity(self, pl_module: Any, real: Tensor) -> tuple[float, float]:

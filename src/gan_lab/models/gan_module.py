@@ -7,7 +7,6 @@ out of the count, so ``global_step`` == number of G updates and ``trainer.max_st
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -24,9 +23,9 @@ from gan_lab.models.ema import GeneratorEMA
 from gan_lab.models.losses import AdversarialLoss, NonSaturatingLoss, discriminator_score
 from gan_lab.models.regularizers import DiscriminatorRegularizer
 from gan_lab.training import speed_options
-from gan_lab.training.grad_scale import loss_scale
+from gan_lab.training.grad_clip import clip_and_measure
 from gan_lab.training.noise import rank_noise
-from gan_lab.training.step_stats import StepStats
+from gan_lab.training.step_stats import StepStats, write_scalars
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], Optimizer]
 LR_SCHEDULES = ("constant", "linear")
@@ -53,6 +52,7 @@ class GANModule(L.LightningModule):
         noise_seed: int | None = None,
         channels_last: bool = False,
         compile_networks: bool = False,
+        compile_step: bool = False,
     ) -> None:
         super().__init__()
         if not isinstance(n_critic, int) or isinstance(n_critic, bool) or n_critic < 1:
@@ -66,6 +66,7 @@ class GANModule(L.LightningModule):
         for key, clip in (("model.grad_clip_g", grad_clip_g), ("model.grad_clip_d", grad_clip_d)):
             if clip is not None and (not isinstance(clip, int | float) or clip <= 0):
                 raise ConfigError(key, clip, "must be > 0, or null to disable clipping")
+        speed_options.check_compile_options(compile_networks, compile_step)
         self.loss = loss if loss is not None else NonSaturatingLoss()
         check_compatible(
             generator,
@@ -109,6 +110,10 @@ class GANModule(L.LightningModule):
         self.register_buffer(
             "fixed_y", fixed_y.long()
         )  # one block of rows per class when conditional
+        self.compile_step = compile_step
+        self._step_functions: tuple[Callable[..., Any], ...] | None = None
+        # per-network DDP wrappers (training/ddp_per_network.py); a plain dict, not submodules
+        self._wrapped: dict[str, nn.Module] = {}
         self.d_updates = 0  # D updates so far; survives checkpoints
         # this batch's losses and D scores (detached); logged only on the batches loggers write
         self.step_stats = StepStats()
@@ -196,24 +201,27 @@ class GANModule(L.LightningModule):
         y_real = labels if self.num_classes else None
         # scalars reach the loggers on one batch in trainer.log_every_n_steps: log (and compute
         # diagnostic gradient norms) only then
-        logged = logger_writes(attached_trainer(self))
+        trainer = attached_trainer(self)
+        logged = logger_writes(trainer)
 
         # --- discriminator update (G frozen; fakes carry no graph back into G)
+        if self._step_functions is None:  # compiled on first use (after a DDP spawn)
+            self._step_functions = speed_options.step_functions(
+                self._d_forward, self._g_forward, self.device, self.compile_step
+            )
+        d_forward, g_forward = self._step_functions
         with self.toggled_optimizer(opt_d):
             z, y_fake = self.training_noise(real.shape[0], "d")
-            with torch.no_grad():
-                fake = self.generator(z, y_fake)
-            real_in, fake_in = self._augmented(real), self._augmented(fake)
-            real_logits = self.discriminator(real_in, y_real)
-            fake_logits = self.discriminator(fake_in, y_fake)
-            d_loss = self.loss.d_loss(real_logits, fake_logits)
-            penalty = self._d_regularization(
-                real_in, fake_in, (y_real, y_fake), logged, (real_logits, fake_logits)
+            d_loss, (real_logits, fake_logits), (real_in, fake_in) = d_forward(
+                real, z, y_real, y_fake
+            )
+            penalty, penalty_terms = self._penalty(
+                (real_in, fake_in), (y_real, y_fake), (real_logits, fake_logits)
             )
             opt_d.zero_grad(set_to_none=True)
             self.manual_backward(d_loss + penalty)
-            d_grad_norm = self._clip_and_measure(
-                self.discriminator, self.hparams.grad_clip_d, logged
+            d_grad_norm = clip_and_measure(
+                self.discriminator, self.hparams.grad_clip_d, logged, trainer
             )
             with step_not_counted(opt_d, self.trainer):  # only G steps count
                 opt_d.step()
@@ -226,23 +234,21 @@ class GANModule(L.LightningModule):
         if hasattr(self.augment, "observe"):  # ADA: D's real scores steer the augmentation
             d_stats.update(self.augment.observe(real_logits))
         self.step_stats.update(d_stats)
-        if logged:
-            self.log_dict({**d_stats, "grad_norm/d": d_grad_norm})
+        # a logged batch's scalars reach the loggers in one host transfer, at its end
+        scalars = {**d_stats, "grad_norm/d": d_grad_norm, **penalty_terms} if logged else {}
         if self.d_updates % self.n_critic:
+            write_scalars(trainer, scalars)
             return
 
         # --- generator update (D frozen, but gradients flow through it to G)
         with self.toggled_optimizer(opt_g):
             z, y_fake = self.training_noise(real.shape[0], "g")
-            fake_logits = self.discriminator(self._augmented(self.generator(z, y_fake)), y_fake)
-            if self.loss.relativistic:  # G's loss compares fakes with D's view of this real batch
-                real_logits = self.discriminator(self._augmented(real), y_real)
-                g_loss = self.loss.g_loss(fake_logits, real_logits)
-            else:
-                g_loss = self.loss.g_loss(fake_logits)
+            g_loss = g_forward(z, y_fake, real, y_real)
             opt_g.zero_grad(set_to_none=True)
             self.manual_backward(g_loss)
-            g_grad_norm = self._clip_and_measure(self.generator, self.hparams.grad_clip_g, logged)
+            g_grad_norm = clip_and_measure(
+                self.generator, self.hparams.grad_clip_g, logged, trainer
+            )
             opt_g.step()
         for scheduler in self._schedulers():
             scheduler.step()
@@ -250,65 +256,64 @@ class GANModule(L.LightningModule):
             self.ema.update(self.generator, self.global_step)
         self.step_stats["loss/g"] = g_loss.detach()
         if logged:
-            self.log("g_step", float(self.global_step), prog_bar=True)
-            self.log_dict(
-                {
-                    "loss/g": g_loss.detach(),
-                    "grad_norm/g": g_grad_norm,
-                    "lr/g": opt_g.param_groups[0]["lr"],
-                    "lr/d": opt_d.param_groups[0]["lr"],
-                }
-            )
+            scalars |= {"g_step": float(self.global_step), "loss/g": g_loss.detach()}
+            scalars |= {"grad_norm/g": g_grad_norm, "lr/g": opt_g.param_groups[0]["lr"]}
+            scalars["lr/d"] = opt_d.param_groups[0]["lr"]
+        write_scalars(trainer, scalars, prog_bar=("g_step",))
+
+    # ---------------------------------------------------------------------------- forwards
+    def _d_forward(
+        self, real: Tensor, z: Tensor, y_real: Tensor | None, y_fake: Tensor | None
+    ) -> tuple[Tensor, tuple[Tensor, Tensor], tuple[Tensor, Tensor]]:
+        """D's loss on reals and on fakes from ``z`` (no graph into G); (real, fake) logits, inputs."""
+        with torch.no_grad():
+            fake = self.generator(z, y_fake)
+        critic = self._wrapped.get("discriminator", self.discriminator)
+        inputs = self._augmented(real), self._augmented(fake)
+        logits = critic(inputs[0], y_real), critic(inputs[1], y_fake)
+        return self.loss.d_loss(*logits), logits, inputs
+
+    def _g_forward(
+        self, z: Tensor, y_fake: Tensor | None, real: Tensor, y_real: Tensor | None
+    ) -> Tensor:
+        """G's loss on fakes from ``z`` through the frozen D (relativistic: against D(real))."""
+        fake = self._wrapped.get("generator", self.generator)(z, y_fake)
+        fake_logits = self.discriminator(self._augmented(fake), y_fake)
+        if not self.loss.relativistic:
+            return self.loss.g_loss(fake_logits)
+        return self.loss.g_loss(fake_logits, self.discriminator(self._augmented(real), y_real))
+
+    def wrap_networks(self, wrap: Callable[[nn.Module], nn.Module] | None) -> None:
+        """Train G and D through their own wrappers (e.g. DDP), or directly again (None)."""
+        nets = ("generator", "discriminator") if wrap is not None else ()
+        self._wrapped = {n: wrap(getattr(self, n)) for n in nets}
+        self._step_functions = None  # compiled forwards captured the networks they called
 
     # ---------------------------------------------------------------------------- helpers
     def _augmented(self, images: Tensor) -> Tensor:
         """DiffAugment / ADA when configured: D sees augmented reals and fakes, in both steps."""
         return self.augment(images) if self.augment is not None else images
 
-    def _d_regularization(
+    def _penalty(
         self,
-        real: Tensor,
-        fake: Tensor,
+        inputs: tuple[Tensor, Tensor],
         labels: tuple[Tensor | None, Tensor | None],
-        logged: bool,
         logits: tuple[Tensor, Tensor],
-    ) -> Tensor:
-        """Penalties on D's (augmented) inputs and its logits (LeCam); logs each term. Zero when unset.
-
-        Conditional GP scores the interpolates under the real labels.
-        """
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        """GP / R1 / R2 on D's (augmented) inputs, LeCam on its logits; conditional GP uses the
+        real labels. Zero when no regularizer is set."""
         if self.regularizer is None:
-            return torch.zeros((), device=real.device)
-        (y_real, y_fake), (real_logits, fake_logits) = labels, logits
-        penalty, terms = self.regularizer(
-            self.discriminator, real, fake, y_real, self.d_updates, real_logits, fake_logits, y_fake
+            return torch.zeros((), device=inputs[0].device), {}
+        real, fake = inputs
+        return self.regularizer(
+            self.discriminator, real, fake, labels[0], self.d_updates, *logits, labels[1]
         )
-        if logged:
-            self.log_dict(terms)
-        return penalty
 
     def _schedulers(self) -> list[LRScheduler]:
         schedulers = self.lr_schedulers()
         if schedulers is None:
             return []
         return schedulers if isinstance(schedulers, list) else [schedulers]
-
-    def _clip_and_measure(self, net: nn.Module, max_norm: float | None, logged: bool) -> Tensor:
-        """Total L2 gradient norm before clipping; clips in place when ``max_norm`` is set.
-
-        Without clipping the norm is only a logged diagnostic, so it is computed only when logged.
-        """
-        if max_norm is None and not logged:
-            return torch.zeros(())
-        params = [p for p in net.parameters() if p.grad is not None]
-        if not params:
-            return torch.zeros(())
-        # under fp16 the gradients here still carry the GradScaler's loss scale (Lightning unscales
-        # inside optimizer.step(), fused optimizers in their kernel), so limit and norm scale too
-        scale = loss_scale(attached_trainer(self))
-        limit = max_norm * scale if max_norm is not None else math.inf
-        norm = torch.nn.utils.clip_grad_norm_(params, limit, error_if_nonfinite=False)
-        return (norm / scale).detach()
 
     def on_train_end(self) -> None:
         # the final step, also when the last batch was not a logged one: train.py reports it, and
