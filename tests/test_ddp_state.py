@@ -99,7 +99,6 @@ def test_training_under_ddp_keeps_every_rank_on_the_same_p_and_anchors(tmp_path:
         "model/regularizer=lecam",
         "trainer.max_steps=6",
         "~callbacks.sample_grid",
-        "~callbacks.lr_monitor",
         "~logger",
     ]
     cfg = compose_train_config(overrides, tmp_path / "run")

@@ -16,7 +16,7 @@ TINY_TRIAL = (
     "data/source=synthetic", "data.channels=1", "data.image_size=16", "data.source.num_samples=64",
     "data.batch_size=16", "model.generator.latent_dim=8", "model.generator.width=16",
     "model.discriminator.width=16", "trainer.max_steps=2", "callbacks.sample_distance.num_samples=32",
-    "callbacks.sample_distance.num_projections=16", "~callbacks.sample_grid", "~callbacks.lr_monitor",
+    "callbacks.sample_distance.num_projections=16", "~callbacks.sample_grid",
     "~callbacks.metrics", "~callbacks.health_monitor", "~callbacks.real_vs_fake",
 )  # fmt: skip
 

@@ -76,7 +76,6 @@ def test_r3gan_recipe_trains_with_rpgan_r1_r2_and_ada(make_cfg) -> None:
         "trainer.max_steps=3",
         "~callbacks.sample_grid",
         "~logger",
-        "~callbacks.lr_monitor",
     )
     assert cfg.model.loss._target_.endswith("RpGANLoss")
     metrics = train(cfg)
