@@ -22,6 +22,10 @@ class ConfigError(UserError):
         super().__init__(f"{key}={value!r} is invalid: {expected}")
 
 
+class RunFailure(RuntimeError):
+    """The environment failed mid-run (disk full, device lost): one line naming the cause, exit 1."""
+
+
 class DataNotFoundError(UserError):
     """A dataset is missing and could not be downloaded."""
 
@@ -38,14 +42,30 @@ def find_user_error(exc: BaseException) -> UserError | None:
     return None
 
 
-def run_cli(prog: str, task: Callable[[Any], Any], cfg: Any) -> Any:
-    """User mistakes become one line on stderr and exit code 2, not a traceback."""
+def find_run_failure(exc: BaseException) -> RunFailure | None:
+    current: BaseException | None = exc
+    for _ in range(20):  # Lightning re-raises inside its own handlers: a short chain
+        if current is None or isinstance(current, RunFailure):
+            return current
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def run_cli(prog: str, task: Callable[[Any], Any], cfg: Any, log_error: bool = True) -> Any:
+    """User mistakes become one line on stderr and exit code 2, not a traceback; a failure of
+    the environment mid-run (:class:`RunFailure`) one line and exit code 1."""
     try:
         return task(cfg)
     except Exception as exc:
         user_error = find_user_error(exc)
         if user_error is None:
-            raise
-        log.error("%s", user_error)
+            failure = find_run_failure(exc)
+            if failure is None:
+                raise
+            log.error("%s", failure)
+            print(f"{prog}: error: {failure}", file=sys.stderr)
+            raise SystemExit(1) from None
+        if log_error:  # into the run's log file (before Hydra set it up: only to the console)
+            log.error("%s", user_error)
         print(f"{prog}: error: {user_error}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -17,6 +17,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from gan_lab.errors import ConfigError, UserError, run_cli
+from gan_lab.hydra_errors import run_hydra_entry
 from gan_lab.metrics.classifier import default_classifier_path
 from gan_lab.metrics.features import ClassifierExtractor, FeatureExtractor, InceptionExtractor
 from gan_lab.metrics.reference import reference_subset
@@ -27,6 +28,7 @@ from gan_lab.metrics.suite import (
     MetricSuite,
     check_metric_names,
 )
+from gan_lab.preflight_hook import preflight_eval
 from gan_lab.train import CONFIG_PATH
 from gan_lab.trained_model import build_datamodule, load_trained_gan, pick_device
 
@@ -82,10 +84,8 @@ def metric_settings(cfg: DictConfig) -> tuple[list[str], dict[str, Any]]:
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Compute the chosen metrics; returns (and writes) the JSON report."""
+    preflight_eval(cfg)  # options, output file, checkpoint: before any work or write
     names, settings = metric_settings(cfg)
-    for key in ("n_samples", "n_reference", "batch_size"):
-        if not isinstance(cfg[key], int) or cfg[key] < 2:
-            raise ConfigError(key, cfg[key], "must be an integer >= 2")
     compare_split = cfg.get("compare_split")
     checkpoint = None if compare_split else load_trained_gan(cfg.ckpt_path, cfg.device)
     data_cfg = checkpoint.run_config["data"] if checkpoint else cfg.get("data")
@@ -155,9 +155,14 @@ def print_report(report: dict[str, Any]) -> None:
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="eval")
-def main(cfg: DictConfig) -> Any:
+def hydra_main(cfg: DictConfig) -> Any:
     log.debug("config:\n%s", OmegaConf.to_yaml(cfg))
     return run_cli("gan-eval", evaluate, cfg)
+
+
+def main() -> Any:
+    """The ``gan-eval`` command: Hydra's composition errors, too, are one line and exit code 2."""
+    return run_hydra_entry("gan-eval", hydra_main, CONFIG_PATH)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from gan_lab.distributed import is_rank_zero
 from gan_lab.errors import UserError, run_cli
+from gan_lab.hydra_errors import run_hydra_entry
 from gan_lab.preflight import validate_config
+from gan_lab.preflight_hook import preflight_train
+from gan_lab.run_lock import release_run_dir
+from gan_lab.sweep_jobs import in_multirun, run_recorded
 from gan_lab.sweep_summary import write_run_metrics
 from gan_lab.training.step_stats import StepStats
 from gan_lab.utils import (
@@ -85,17 +89,20 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
 def train_and_record(cfg: DictConfig) -> dict[str, float]:
     """Validate, save the config, fit, and leave the final scalars in the run dir (sweep summary)."""
-    validate_config(cfg)  # before anything is written or loaded
-    if cfg.get("print_config", True) and is_rank_zero():  # DDP ranks started as processes: once
-        print_and_save_config(cfg, Path(cfg.paths.output_dir))
-    metrics = train(cfg)
-    write_run_metrics(metrics, Path(cfg.paths.output_dir))
+    preflight_train(cfg)  # config, devices, data, checkpoint, run-dir lock: before any write
+    try:
+        if cfg.get("print_config", True) and is_rank_zero():  # DDP ranks as processes: once
+            print_and_save_config(cfg, Path(cfg.paths.output_dir))
+        metrics = train(cfg)
+        write_run_metrics(metrics, Path(cfg.paths.output_dir))
+    finally:
+        release_run_dir(Path(cfg.paths.output_dir))
     return metrics
 
 
-def run(cfg: DictConfig) -> float | None:
-    """Hydra task: user mistakes become one-line errors and exit code 2, not tracebacks."""
-    metrics = run_cli("gan-train", train_and_record, cfg)
+def train_and_score(cfg: DictConfig) -> float | None:
+    """:func:`train_and_record`, then the value of ``optimized_metric`` (for sweepers)."""
+    metrics = train_and_record(cfg)
     metric_name = cfg.get("optimized_metric")
     if not metric_name:
         return None
@@ -106,9 +113,23 @@ def run(cfg: DictConfig) -> float | None:
     return metrics[metric_name]
 
 
+def run(cfg: DictConfig) -> float | None:
+    """Hydra task: user mistakes become one-line errors and exit code 2, not tracebacks; in a
+    multirun a failing job is recorded and scores NaN, and the sweep goes on (sweep_jobs.py)."""
+    if in_multirun():
+        output_dir = Path(cfg.paths.output_dir)
+        return run_recorded("gan-train", train_and_score, cfg, output_dir, float("nan"))
+    return run_cli("gan-train", train_and_score, cfg)
+
+
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="train")
-def main(cfg: DictConfig) -> Any:
+def hydra_main(cfg: DictConfig) -> Any:
     return run(cfg)
+
+
+def main() -> Any:
+    """The ``gan-train`` command: Hydra's composition errors, too, are one line and exit code 2."""
+    return run_hydra_entry("gan-train", hydra_main, CONFIG_PATH)
 
 
 if __name__ == "__main__":

@@ -59,6 +59,14 @@ class DivergenceGuard(L.Callback):
             raise ConfigError(
                 "callbacks.divergence_guard.lr_factor", lr_factor, "must be in (0, 1], e.g. 0.5"
             )
+        for key, count in (
+            ("max_consecutive_skips", max_consecutive_skips),
+            ("max_rollbacks", max_rollbacks),
+        ):
+            if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+                raise ConfigError(
+                    f"callbacks.divergence_guard.{key}", count, "must be an integer >= 0"
+                )
         self.policy, self.lr_factor = policy, lr_factor
         self.max_consecutive_skips, self.max_rollbacks = max_consecutive_skips, max_rollbacks
         self.nonfinite_steps = self.skipped_steps = self.rollbacks = 0
@@ -82,6 +90,7 @@ class DivergenceGuard(L.Callback):
         self._detected(trainer, f"non-finite gradient of {net}")
         optimizer.zero_grad(set_to_none=True)  # the step that follows changes nothing
         self.skipped_steps += 1
+        getattr(pl_module, "skip_update", lambda _opt: None)(optimizer)  # not counted as a G step
 
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any

@@ -109,6 +109,9 @@ class GANModule(L.LightningModule):
             "fixed_y", fixed_y.long()
         )  # one block of rows per class when conditional
         self.d_updates = 0  # D updates so far; survives checkpoints
+        self._skipped_updates: set[int] = (
+            set()
+        )  # optimizers whose update a guard dropped this batch
         # this batch's losses and D scores (detached); logged only on the batches loggers write
         self.step_stats = StepStats()
         self.noise_seed = (
@@ -232,12 +235,17 @@ class GANModule(L.LightningModule):
             opt_g.zero_grad(set_to_none=True)
             self.manual_backward(g_loss)
             g_grad_norm = self._clip_and_measure(self.generator, self.hparams.grad_clip_g, logged)
-            opt_g.step()
+            self._skipped_updates.discard(id(opt_g.optimizer))
+            with self._uncounted_step(opt_g):
+                opt_g.step()
+        self.step_stats["loss/g"] = g_loss.detach()
+        if id(opt_g.optimizer) in self._skipped_updates:
+            return  # a dropped update is no G step: max_steps, schedules and the EMA wait for a real one
+        self._count_step(opt_g)
         for scheduler in self._schedulers():
             scheduler.step()
         if self.ema is not None:
             self.ema.update(self.generator, self.global_step)
-        self.step_stats["loss/g"] = g_loss.detach()
         if logged:
             self.log("g_step", float(self.global_step), prog_bar=True)
             self.log_dict(
@@ -302,6 +310,15 @@ class GANModule(L.LightningModule):
             yield
         finally:
             optimizer._on_before_step, optimizer._on_after_step = before, after
+
+    def skip_update(self, optimizer: Optimizer) -> None:
+        """Called by a guard that dropped this batch's update of ``optimizer``: it is not counted."""
+        self._skipped_updates.add(id(optimizer))
+
+    def _count_step(self, optimizer: Any) -> None:
+        """Count one applied G update in ``global_step`` (Lightning's own before/after-step hooks)."""
+        optimizer._on_before_step()
+        optimizer._on_after_step()
 
     def on_train_end(self) -> None:
         # the final step, also when the last batch was not a logged one: train.py reports it, and
