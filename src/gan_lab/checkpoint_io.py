@@ -87,7 +87,9 @@ def write_failure(path: Path, err: BaseException) -> RunFailure:
         reason += f" ({free / 2**20:.0f} MiB free on that disk)"
     except OSError:
         pass
-    kept = "the previous checkpoint is intact" if path.exists() else "no checkpoint was written"
+    kept = (
+        f"the previous {path.name} is intact" if path.exists() else "earlier checkpoints are intact"
+    )
     return RunFailure(f"cannot write checkpoint {path}: {reason}; {kept}")
 
 

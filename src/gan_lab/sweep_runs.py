@@ -52,10 +52,13 @@ def _job_sort_key(path: Path) -> tuple[int, str]:
 
 def is_training_run(run_dir: Path) -> bool:
     """A gan-train job (its saved config has a trainer and a model), not e.g. a gan-eval run."""
+    config_file = run_dir / ".hydra" / "config.yaml"
+    if not config_file.is_file():
+        return True  # nothing says otherwise (a job killed before Hydra saved its config)
     try:
-        cfg = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
+        cfg = OmegaConf.load(config_file)
     except Exception:
-        return (run_dir / METRICS_FILE).is_file()  # no readable config: judge by what it wrote
+        return True  # kept, and reported unreadable by read_run
     return isinstance(cfg, DictConfig) and "trainer" in cfg and "model" in cfg
 
 
@@ -69,6 +72,12 @@ def read_run(run_dir: Path) -> RunRecord:
         )
     except Exception as err:
         problem = f"unreadable: .hydra/overrides.yaml ({type(err).__name__})"
+    try:
+        OmegaConf.load(run_dir / ".hydra" / "config.yaml")
+    except FileNotFoundError:
+        pass
+    except Exception as err:
+        problem = f"unreadable: .hydra/config.yaml ({type(err).__name__})"
     metrics: dict[str, float] = {}
     metrics_file = run_dir / METRICS_FILE
     if metrics_file.is_file():

@@ -7,6 +7,7 @@ resizing and channel conversion happen once, in :mod:`gan_lab.data.tensor_data`.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -140,6 +141,7 @@ def decode_one(path: Path, channels: int) -> torch.Tensor:
         image = decode_image(read_file(str(path)), mode=mode)
     except (RuntimeError, ValueError, NotImplementedError, OSError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        first = re.sub(r"^.*\.cpp:\d+, ", "", first)  # torchvision prefixes its C++ source line
         raise DataNotFoundError(
             f"cannot decode image {path}: {first[:200]}; remove or re-save that file"
         ) from None
