@@ -3,18 +3,20 @@ one line on stderr, no traceback, and nothing in the run directories (or anywher
 test root) created or changed, because every check runs before Hydra makes a run directory.
 
 The cases run the commands' real entry points in forked processes (tests/forked_cli.py; a fresh
-interpreter costs 10-20 s of imports here); three run as real subprocesses to show the forked
-path is the CLI's.
+interpreter costs 10-20 s of imports here); three run as real subprocesses (``-m slow``) to show
+the forked path is the CLI's. 40 cases run by default, all 71 with ``-m "slow or not slow"``.
 """
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_cli
-from tests.forked_cli import run_forked
+from tests.forked_cli import Result, run_forked
 from tests.hostile_fixtures import TRAIN_ARGS, make_hostile_world, snapshot
 
 T, E, S = "train", "eval", "sample"
@@ -126,7 +128,9 @@ def command_line(command: str, args: list[str], world: dict[str, Path]) -> list[
     return [a.format(**{k: str(v) for k, v in world.items()}) for a in [*base, *defaults, *args]]
 
 
-def assert_refused(result, expected: str, before: dict, root: Path) -> None:
+def assert_refused(
+    result: Result | subprocess.CompletedProcess, expected: str, before: dict, root: Path
+) -> None:
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 2, result.stderr[-2000:]
     assert len(lines) == 1, result.stderr[-2000:]
@@ -172,21 +176,9 @@ def test_the_real_commands_refuse_the_same_way(
 ) -> None:
     root = world["root"]
     before = snapshot(root)
-    result = (
-        run_cli(command_line(command, args, world), root, timeout=300, PYTHONWARNINGS="ignore")
-        if command == T
-        else _run_module(module, command_line(command, args, world), root)
-    )
-    assert_refused(result, expected, before, root)
-
-
-def _run_module(module: str, args: list[str], cwd: Path):
-    import os
-    import subprocess
-    import sys
-
-    env = {**os.environ, "GAN_LAB_ROOT": str(cwd), "PYTHONWARNINGS": "ignore"}
-    return subprocess.run(
-        [sys.executable, "-m", module, *args], cwd=cwd, env=env, capture_output=True, text=True,
-        timeout=300,
+    result = subprocess.run(
+        [sys.executable, "-m", module, *command_line(command, args, world)],
+        cwd=root, env={**os.environ, "GAN_LAB_ROOT": str(root), "PYTHONWARNINGS": "ignore"},
+        capture_output=True, text=True, timeout=300,
     )  # fmt: skip
+    assert_refused(result, expected, before, root)

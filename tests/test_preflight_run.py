@@ -91,3 +91,20 @@ def test_a_full_disk_ends_the_run_in_one_line_and_keeps_the_previous_checkpoint(
     for name in kept:
         assert read_checkpoint(run_dir / "checkpoints" / name)["global_step"] == 1
     assert not (run_dir / ".run.lock").exists()
+
+
+def test_a_full_disk_anywhere_else_is_one_line_too(capsys: pytest.CaptureFixture[str]) -> None:
+    from gan_lab.errors import run_cli
+
+    def write_metrics(_cfg: object) -> None:
+        try:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "/run/metrics.json")
+        except OSError as err:
+            raise RuntimeError("while saving the final metrics") from err
+
+    with pytest.raises(SystemExit) as info:
+        run_cli("gan-train", write_metrics, None)
+    assert info.value.code == 1
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "gan-train: error: No space left on device writing /run/metrics.json"
+    ]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -42,11 +44,19 @@ def find_user_error(exc: BaseException) -> UserError | None:
     return None
 
 
+# OS errors that mean "the machine failed", not "the code is wrong": reported in one line
+DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO)
+
+
 def find_run_failure(exc: BaseException) -> RunFailure | None:
+    """A :class:`RunFailure`, or a full/read-only/failing disk, anywhere in the cause chain."""
     current: BaseException | None = exc
     for _ in range(20):  # Lightning re-raises inside its own handlers: a short chain
         if current is None or isinstance(current, RunFailure):
             return current
+        if isinstance(current, OSError) and current.errno in DISK_ERRNOS:
+            where = f" writing {current.filename}" if current.filename else ""
+            return RunFailure(f"{os.strerror(current.errno)}{where}")
         current = current.__cause__ or current.__context__
     return None
 
