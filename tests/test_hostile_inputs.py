@@ -85,7 +85,7 @@ CASES = [
     (E, ["ckpt_path={last}", "metrics=[fid,foo]"], "foo"),
     (E, ["ckpt_path={last}", "output_file={run}"], "is a folder"),
     (E, ["ckpt_path={last}", "output_file={afile}/m.json"], "is a file, not a folder"),
-    (E, [], "ckpt_path=None is invalid"),
+    (E, [], "ckpt_path is missing"),
     (E, ["ckpt_path={root}/missing.ckpt"], "does not exist"),
     (E, ["ckpt_path={tampered}"], "is corrupted"),
     slow(E, ["ckpt_path={pickle}"], "holds objects other than tensors"),

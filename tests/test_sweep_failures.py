@@ -93,7 +93,9 @@ def test_the_summary_skips_eval_runs_and_reports_unreadable_jobs(
     (failed / STATUS_FILE).write_text(json.dumps({"status": "failed", "reason": "diverged"}))
     corrupt = fake_job(sweep, "2", ["model.optimizer_g.lr=4e-4"])
     (corrupt / "metrics.json").write_text('{"sweep/pixel_swd": 0.0')  # torn
-    fake_job(sweep, "eval_run", ["ckpt_path=x.ckpt"], config={"n_samples": 10})  # a gan-eval dir
+    fake_job(
+        sweep, "eval_run", ["ckpt_path=x.ckpt"], config={"task_name": "eval", "n_samples": 10}
+    )  # a gan-eval dir
     multirun = {"optimized_metric": "sweep/pixel_swd", "hydra": {"sweeper": {"direction": "minimize"}}}  # fmt: skip
     (sweep / "multirun.yaml").write_text(yaml.safe_dump(multirun))
 

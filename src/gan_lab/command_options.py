@@ -13,7 +13,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from gan_lab.errors import ConfigError
+from gan_lab.errors import ConfigError, UserError
 
 SPLITS = ("train", "test")
 MAX_EVAL_IMAGES = 200_000
@@ -56,7 +56,7 @@ def check_output_path(key: str, path: Path, folder: bool) -> None:
     if path.exists() and path.is_dir() != folder:
         kind = "a folder" if path.is_dir() else "a file"
         raise ConfigError(key, str(path), f"is {kind}; choose another path")
-    existing = path if path.exists() else path.parent
+    existing = path if folder else path.parent
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
     if not existing.is_dir():
@@ -80,10 +80,9 @@ def check_eval_options(cfg: DictConfig) -> None:
     if compare is not None and compare not in SPLITS:
         raise ConfigError("compare_split", compare, f"choose one of {', '.join(SPLITS)}, or null")
     if compare is None and not cfg.get("ckpt_path"):
-        raise ConfigError(
-            "ckpt_path",
-            None,
-            "pass ckpt_path=<run dir>/checkpoints/last.ckpt (or compare_split=test)",
+        raise UserError(
+            "ckpt_path is missing: pass ckpt_path=<run dir>/checkpoints/last.ckpt "
+            "(or compare_split=test data=<dataset> for the real-vs-real baseline)"
         )
     chosen = cfg.get("metrics") or {}
     if OmegaConf.select(cfg, "metrics.kid", default=None) is not None:

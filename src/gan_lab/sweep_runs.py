@@ -50,16 +50,16 @@ def _job_sort_key(path: Path) -> tuple[int, str]:
     return (int(path.name), "") if path.name.isdigit() else (10**9, path.name)
 
 
+OTHER_COMMANDS = ("eval", "sample")  # task_name of gan-eval / gan-sample run directories
+
+
 def is_training_run(run_dir: Path) -> bool:
-    """A gan-train job (its saved config has a trainer and a model), not e.g. a gan-eval run."""
-    config_file = run_dir / ".hydra" / "config.yaml"
-    if not config_file.is_file():
-        return True  # nothing says otherwise (a job killed before Hydra saved its config)
+    """Not the run directory of another command (a gan-eval run saved inside the sweep)."""
     try:
-        cfg = OmegaConf.load(config_file)
+        cfg = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
     except Exception:
-        return True  # kept, and reported unreadable by read_run
-    return isinstance(cfg, DictConfig) and "trainer" in cfg and "model" in cfg
+        return True  # missing (killed before Hydra saved it) or unreadable: kept and reported
+    return not (isinstance(cfg, DictConfig) and cfg.get("task_name") in OTHER_COMMANDS)
 
 
 def read_run(run_dir: Path) -> RunRecord:
