@@ -108,3 +108,21 @@ def test_a_full_disk_anywhere_else_is_one_line_too(capsys: pytest.CaptureFixture
     assert capsys.readouterr().err.strip().splitlines() == [
         "gan-train: error: No space left on device writing /run/metrics.json"
     ]
+
+
+def test_a_lost_device_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    from gan_lab.errors import run_cli
+
+    def step(_cfg: object) -> None:
+        raise RuntimeError(
+            "CUDA error: unspecified launch failure\nCUDA kernel errors might be asynchronously "
+            "reported at some other API call, so the stacktrace below might be incorrect."
+        )
+
+    with pytest.raises(SystemExit) as info:
+        run_cli("gan-train", step, None)
+    assert info.value.code == 1
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "gan-train: error: the accelerator failed: CUDA error: unspecified launch failure; "
+        "resume from the last checkpoint with ckpt_path=last"
+    ]

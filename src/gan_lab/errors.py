@@ -46,6 +46,8 @@ def find_user_error(exc: BaseException) -> UserError | None:
 
 # OS errors that mean "the machine failed", not "the code is wrong": reported in one line
 DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO)
+# what PyTorch raises when a GPU is lost or faults (not an out-of-memory: that is a batch size)
+DEVICE_FAILURES = ("CUDA error:", "CUDA driver error", "NCCL error", "HIP error:")
 
 
 def find_run_failure(exc: BaseException) -> RunFailure | None:
@@ -57,6 +59,12 @@ def find_run_failure(exc: BaseException) -> RunFailure | None:
         if isinstance(current, OSError) and current.errno in DISK_ERRNOS:
             where = f" writing {current.filename}" if current.filename else ""
             return RunFailure(f"{os.strerror(current.errno)}{where}")
+        text = str(current).strip()
+        if isinstance(current, RuntimeError) and text.startswith(DEVICE_FAILURES):
+            return RunFailure(
+                f"the accelerator failed: {text.splitlines()[0][:300]}; resume from the last "
+                "checkpoint with ckpt_path=last"
+            )
         current = current.__cause__ or current.__context__
     return None
 
