@@ -14,6 +14,7 @@ import torch
 import gan_lab.checkpoint_io as checkpoint_io
 from gan_lab.checkpoint_io import read_checkpoint
 from gan_lab.data import GANDataModule
+from gan_lab.data.sources import ImageFolder
 from gan_lab.train import run
 from tests.conftest import TINY_MLP_GAN, compose_train_config
 from tests.hostile_fixtures import write_png
@@ -48,7 +49,7 @@ def test_a_folder_mixing_16_bit_rgba_grey_and_palette_images_loads_converted(
     tmp_path: Path, channels: int
 ) -> None:
     expected = mixed_mode_folder(tmp_path / "images")
-    dm = GANDataModule(source="image_folder", path=str(tmp_path / "images"), image_size=8,
+    dm = GANDataModule(source=ImageFolder(), path=str(tmp_path / "images"), image_size=8,
                        channels=channels, batch_size=2, heldout_fraction=0.2)  # fmt: skip
     dm.prepare_data()
     images = torch.cat([dm.load_split("train").images, dm.load_split("test").images])

@@ -68,7 +68,7 @@ def check_output_path(key: str, path: Path, folder: bool) -> None:
 
 
 def check_eval_options(cfg: DictConfig) -> None:
-    """Counts, splits, device and output file of ``gan-eval``."""
+    """Counts, splits, device and output file of ``gan-eval`` (metric classes own their options)."""
     for key in ("n_samples", "n_reference"):
         check_int(cfg, key, 2, MAX_EVAL_IMAGES)
     check_int(cfg, "batch_size", 2, MAX_BATCH)
@@ -84,14 +84,6 @@ def check_eval_options(cfg: DictConfig) -> None:
             "ckpt_path is missing: pass ckpt_path=<run dir>/checkpoints/last.ckpt "
             "(or compare_split=test data=<dataset> for the real-vs-real baseline)"
         )
-    chosen = cfg.get("metrics") or {}
-    if OmegaConf.select(cfg, "metrics.kid", default=None) is not None:
-        check_int(cfg, "metrics.kid.subsets", 1, 10_000)
-        check_int(cfg, "metrics.kid.subset_size", 2, MAX_EVAL_IMAGES)  # clamped to the counts
-    if "is" in chosen:
-        check_int(cfg, "metrics.is.splits", 1, cfg.n_samples)
-    if "precision_recall" in chosen:
-        check_int(cfg, "metrics.precision_recall.k", 1, min(cfg.n_samples, cfg.n_reference) - 1)
     check_device_name(cfg)
     check_output_path("output_file", Path(str(cfg.output_file)).expanduser(), folder=False)
 

@@ -40,29 +40,24 @@ def _remember(name: str, cfg: DictConfig, check: Callable[[DictConfig], Any]) ->
     _PASSED[name + "\n" + OmegaConf.to_yaml(cfg)] = check(cfg)
 
 
-def _train_checks(cfg: DictConfig) -> str | None:
+def _train_checks(cfg: DictConfig) -> Any:
     from gan_lab.preflight import validate_config
-    from gan_lab.preflight_run import (
-        check_constructors,
-        check_data,
-        check_devices,
-        resolve_and_check_checkpoint,
-    )
+    from gan_lab.preflight_run import check_checkpoint_fits, check_data, check_devices
     from gan_lab.run_lock import hold_run_dir
+    from gan_lab.train import build_run
 
     validate_config(cfg)
     check_devices(cfg)
-    if not is_rank_zero():
-        return None  # DDP children: rank 0 checked the data, the checkpoint and holds the lock
-    model = check_constructors(cfg)
-    check_data(cfg)
-    ckpt = resolve_and_check_checkpoint(cfg, model)
-    hold_run_dir(Path(cfg.paths.output_dir))  # last: only a run that will start takes the dir
-    return ckpt
+    parts = build_run(cfg)  # seeds; every constructor; ckpt_path resolved (loaded, digest checked)
+    if is_rank_zero():  # DDP children: rank 0 checked the data, the checkpoint and holds the lock
+        check_data(parts.datamodule, cfg.data.batch_size)
+        check_checkpoint_fits(parts.model, parts.ckpt_path)
+        hold_run_dir(Path(cfg.paths.output_dir))  # last: only a run that will start takes the dir
+    return parts
 
 
-def preflight_train(cfg: DictConfig) -> str | None:
-    """Config, devices, data, checkpoint, run-dir lock; returns the resolved ``ckpt_path``."""
+def preflight_train(cfg: DictConfig) -> Any:
+    """Config, devices, constructors, data, checkpoint, run-dir lock: the run's ``RunParts``."""
     return _remembered("train", cfg, _train_checks)
 
 

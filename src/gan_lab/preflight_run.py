@@ -1,4 +1,4 @@
-"""Checks of ``gan-train`` that need more than the config: devices, constructors, data, checkpoint.
+"""Checks of ``gan-train`` that need more than the config: devices, the data, the checkpoint.
 
 They run after :func:`gan_lab.preflight.validate_config` and before anything is written into
 the run directory (see preflight_hook.py): a data set smaller than one batch, an image that does
@@ -8,10 +8,8 @@ cost a second and one line, not a half-made run directory and a traceback.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from gan_lab.errors import ConfigError, UserError
@@ -42,12 +40,11 @@ def check_devices(cfg: DictConfig) -> None:
         )
 
 
-def check_data(cfg: DictConfig) -> Any:
-    """Build the datamodule and load its splits (download, decode, cache); returns it.
+def check_data(datamodule: Any, batch_size: int) -> None:
+    """Load the datamodule's splits (download, decode, cache) and check one batch fits.
 
-    Loading fills the cache outside the run dir, so the training run reads it again for free.
+    ``setup`` is idempotent: the fit that follows uses the splits loaded here.
     """
-    datamodule = hydra.utils.instantiate(cfg.data)
     try:
         datamodule.prepare_data()
         datamodule.setup("fit")
@@ -57,23 +54,13 @@ def check_data(cfg: DictConfig) -> Any:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise UserError(f"data {datamodule.dataset_name} cannot be loaded: {first[:300]}") from None
     train = datamodule.train_set if datamodule.train_set is not None else datamodule.train_files
-    batch = int(cfg.data.batch_size)
-    if train is not None and len(train) < batch:
+    if train is not None and len(train) < batch_size:
         raise ConfigError(
             "data.batch_size",
-            batch,
+            batch_size,
             f"the training split of {datamodule.dataset_name} has only {len(train)} images, fewer "
             f"than one batch; use data.batch_size<={len(train)}",
         )
-    return datamodule
-
-
-def check_constructors(cfg: DictConfig) -> Any:
-    """Build the model and the callbacks once: their constructors check their own arguments."""
-    from gan_lab.utils import instantiate_callbacks
-
-    instantiate_callbacks(cfg.get("callbacks"))
-    return hydra.utils.instantiate(cfg.model)
 
 
 def _shape_mismatches(stored: dict[str, Any], expected: dict[str, Any]) -> list[str]:
@@ -107,12 +94,3 @@ def check_checkpoint_fits(model: Any, ckpt_path: str | None) -> None:
             + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else "")
             + "; resume with the model/data config of that run, or start a new run",
         )
-
-
-def resolve_and_check_checkpoint(cfg: DictConfig, model: Any) -> str | None:
-    """``ckpt_path`` resolved (last/auto: the newest good file) and checked against the model."""
-    from gan_lab.checkpoint_io import resolve_resume_path
-
-    ckpt = resolve_resume_path(cfg.get("ckpt_path"), Path(cfg.paths.output_dir))
-    check_checkpoint_fits(model, ckpt)
-    return ckpt

@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from gan_lab.checkpoint_io import read_checkpoint
 from gan_lab.errors import UserError
 from gan_lab.safe_instantiate import check_tree, instantiate_stored
+from gan_lab.utils import instantiate_model
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +68,8 @@ def load_trained_gan(ckpt_path: str | None, device: str = "cpu") -> LoadedCheckp
     """The GANModule of a gan-train checkpoint, weights loaded, ready for ``generate``."""
     path, checkpoint = read_run_checkpoint(ckpt_path)
     run_config = checkpoint["run_config"]
-    module = instantiate_stored(run_config["model"], "run_config.model", f"checkpoint {path}")
+    # every _target_ of the tree passed check_tree in read_run_checkpoint
+    module = instantiate_model(OmegaConf.create(run_config["model"]))
     try:
         module.load_state_dict(checkpoint["state_dict"])
     except (KeyError, RuntimeError) as err:

@@ -20,6 +20,8 @@ import torch
 import torch.distributed as dist
 from lightning.pytorch.loggers import TensorBoardLogger
 
+from gan_lab.lightning_internals import next_logged_step
+
 log = logging.getLogger(__name__)
 
 
@@ -110,7 +112,7 @@ class ResumeState(L.Callback):
         self._mark_restart = False
         # The first resumed batch logs at this step (Lightning advances the counter after
         # on_train_start); whatever a killed run logged from here on is superseded.
-        step = trainer.fit_loop.epoch_loop._batches_that_stepped
+        step = next_logged_step(trainer)
         if trainer.is_global_zero:
             for logger in trainer.loggers:
                 if isinstance(logger, TensorBoardLogger):
