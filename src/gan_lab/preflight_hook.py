@@ -63,11 +63,11 @@ def preflight_train(cfg: DictConfig) -> Any:
 
 def _eval_checks(cfg: DictConfig) -> None:
     from gan_lab.data.sources import list_image_folder
-    from gan_lab.metrics.suite import check_metric_names
+    from gan_lab.eval import chosen_metrics  # each metric class checks its own options
     from gan_lab.trained_model import read_run_checkpoint
 
     check_eval_options(cfg)
-    check_metric_names(list((cfg.get("metrics") or {}).keys()))
+    chosen_metrics(cfg)
     if cfg.get("data_path"):
         list_image_folder(Path(str(cfg.data_path)).expanduser())
     if not cfg.get("compare_split"):
