@@ -34,7 +34,10 @@ REFUSED = [
     ({"_target_": GAN, "_args_": [{"_target_": "shutil.rmtree"}]}, "model._args_[0]._target_"),
     ({"_target_": "gan_lab.models.nets.mlp.torch.save"}, "resolves to torch.serialization"),
     ({"_target_": "torch.optim.adam.torch.load"}, "resolves to torch.serialization"),
-    ({"_target_": "gan_lab.data.tensor_data.store_cached", "_partial_": True}, "store_cached"),
+    (
+        {"_target_": "gan_lab.data.tensor_cache.store_cached", "_partial_": True},
+        "it is a function, not a class",
+    ),
     ({"_target_": "gan_lab.models.nets.mlp.nn.Linear"}, "resolves to torch.nn"),
     ({"_target_": "gan_lab.models.nowhere.Net"}, "does not exist"),
     ({"_target_": ["builtins.open"]}, "model._target_=['builtins.open']"),

@@ -4,7 +4,7 @@ A checkpoint's ``run_config`` is data from disk: ``torch.load(weights_only=True)
 code out, but ``hydra.utils.instantiate`` would still call whatever ``_target_`` the file names
 (``builtins.open``, ``os.system``, ``shutil.rmtree`` ...). So before instantiating, every node of
 the tree (nested dicts and lists, ``_args_`` included) is checked: each ``_target_`` must name a
-class *defined* in an allowed module (or a listed factory function) (a re-export such as ``gan_lab.models.nets.mlp.torch.save``
+class *defined* in an allowed module (a re-export such as ``gan_lab.models.nets.mlp.torch.save``
 resolves to ``torch.serialization`` and is refused), no string may carry an OmegaConf interpolation
 (a stored config is resolved, so ``${...}`` can only be an attempt to build a target at load time).
 """
@@ -21,11 +21,10 @@ from omegaconf import OmegaConf
 from gan_lab.errors import UserError
 
 # Modules whose *classes* a stored config may name: the networks, losses, regularizers,
-# augmentations and the GAN module (gan_lab.models), the datamodule (gan_lab.data), and PyTorch's
-# optimizers and LR schedulers. Functions are refused unless listed: a module-level function
-# such as a cache writer would take a path from the file.
+# augmentations and the GAN module (gan_lab.models), the datamodule and its data sources
+# (gan_lab.data), and PyTorch's optimizers and LR schedulers. Functions are refused: a
+# module-level function such as a cache writer would take a path from the file.
 ALLOWED_MODULES = ("gan_lab.models", "gan_lab.data", "torch.optim")
-ALLOWED_FUNCTIONS = ("gan_lab.models.losses.get_loss",)
 SPECIAL_KEYS = ("_target_", "_args_", "_partial_", "_convert_", "_recursive_")
 
 
@@ -38,7 +37,7 @@ def _in_allowed_module(module: str) -> bool:
 
 
 def check_target(target: Any, key: str, source: str) -> None:
-    """``target`` names a class/function defined in an allowed module; imports nothing else."""
+    """``target`` names a class defined in an allowed module; imports nothing else."""
     refuse = f"{source}: {key}={target!r} is not allowed"
     fix = f"a stored config may only name classes of {', '.join(ALLOWED_MODULES)}"
     if not isinstance(target, str) or not _in_allowed_module(target.rpartition(".")[0]):
@@ -47,10 +46,11 @@ def check_target(target: Any, key: str, source: str) -> None:
         obj = get_object(target)  # imports only gan_lab.* / torch.optim.* modules (checked above)
     except Exception:
         raise UnsafeConfigError(f"{refuse}: it does not exist in this version of gan-lab") from None
-    allowed = inspect.isclass(obj) or (inspect.isfunction(obj) and target in ALLOWED_FUNCTIONS)
-    if not allowed or not _in_allowed_module(getattr(obj, "__module__", "") or ""):
-        where = getattr(obj, "__module__", type(obj).__name__)
+    where = getattr(obj, "__module__", None) or type(obj).__name__
+    if not _in_allowed_module(where):
         raise UnsafeConfigError(f"{refuse}: it resolves to {where}, outside the allow-list; {fix}")
+    if not inspect.isclass(obj):
+        raise UnsafeConfigError(f"{refuse}: it is a {type(obj).__name__}, not a class; {fix}")
 
 
 def check_tree(node: Any, key: str, source: str) -> None:
