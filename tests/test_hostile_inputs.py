@@ -44,7 +44,7 @@ CASES = [
     slow(T, ["data.channels=2"], "data.channels=2 is invalid"),
     slow(T, ["data.num_workers=-1"], "data.num_workers=-1 is invalid"),
     slow(T, ["data.heldout_fraction=1.5"], "data.heldout_fraction=1.5 is invalid"),
-    slow(T, ["data.source.num_samples=8"], "has only 8 images, fewer than one batch"),
+    slow(T, ["data.source.num_samples=8"], "is smaller than one batch"),
     (T, ["model.n_critic=0"], "model.n_critic=0 is invalid"),
     slow(T, ["model.optimizer_g.lr=-1"], "model.optimizer_g.lr=-1 is invalid"),
     slow(T, ["model.ema_decay=2"], "model.ema_decay=2 is invalid"),

@@ -65,7 +65,10 @@ def build_run(cfg: DictConfig) -> RunParts:
 
     ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), Path(cfg.paths.output_dir))
     if cfg.get("seed") is not None:
-        L.seed_everything(cfg.seed, workers=True)
+        # quiet: this runs in the preflight, before Hydra routes log records to the run's log,
+        # where Lightning's own "Seed set to" line would be a second line on stderr
+        L.seed_everything(cfg.seed, workers=True, verbose=False)
+        log.info("seed %d", cfg.seed)
 
     log.info("instantiating datamodule <%s>", cfg.data._target_)
     datamodule = hydra.utils.instantiate(cfg.data)
