@@ -181,8 +181,9 @@ def test_summary_sorts_runs_by_the_optimized_metric(tmp_path: Path) -> None:
     assert rows[2]["status"].startswith("no metrics")
     assert rows[0]["lr/d"] == "0.0002"  # the CSV has every metric, the Markdown the main ones
     markdown = summary.markdown_path.read_text()
-    assert "| rank | job | model.optimizer_g.lr | sweep/pixel_swd | g_step | loss/d |" in markdown
-    assert "| 1 | 1 | 2e-4 | 0.1 | 20 | 1.2 |" in markdown
+    header = "| rank | job | status | model.optimizer_g.lr | sweep/pixel_swd | g_step | loss/d |"
+    assert header in markdown
+    assert "| 1 | 1 | ok | 2e-4 | 0.1 | 20 | 1.2 |" in markdown
     assert "Common overrides: `trainer=ddp_cpu`" in markdown
 
     links = sorted(p.name for p in summary.tensorboard_dir.iterdir())

@@ -6,6 +6,7 @@ import hashlib
 import os
 import re
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -187,10 +188,17 @@ def test_gan_train_validates_once_and_builds_everything_before_writing(
 
     calls: list[str] = []
     record = lambda name, result=None: lambda *a: calls.append(name) or result  # noqa: E731
-    monkeypatch.setattr(train_module, "validate_config", record("validate"))
-    monkeypatch.setattr(train_module, "build_run", record("build", "parts"))
+    parts = SimpleNamespace(datamodule=None, model=None, ckpt_path=None)
+    monkeypatch.setattr("gan_lab.preflight.validate_config", record("validate"))
+    monkeypatch.setattr(train_module, "build_run", record("build", parts))
+    # the preflight (preflight_hook.py) also loads the data, checks the checkpoint, locks the dir
+    monkeypatch.setattr("gan_lab.preflight_run.check_data", record("check data"))
+    monkeypatch.setattr("gan_lab.preflight_run.check_checkpoint_fits", record("check ckpt"))
+    monkeypatch.setattr("gan_lab.run_lock.hold_run_dir", record("lock"))
     monkeypatch.setattr(train_module, "print_and_save_config", record("save config"))
     monkeypatch.setattr(train_module, "fit", record("fit", {}))
     monkeypatch.setattr(train_module, "write_run_metrics", record("write metrics"))
     train_module.train_and_record(compose_train_config([], tmp_path / "run"))
-    assert calls == ["validate", "build", "save config", "fit", "write metrics"]
+    assert calls == [
+        "validate", "build", "check data", "check ckpt", "lock", "save config", "fit", "write metrics",
+    ]  # fmt: skip

@@ -1,9 +1,11 @@
 """Checkpoints that survive a killed process and never run code when loaded.
 
 Writes go to a temp file in the target folder, are fsynced, then renamed over the target: a
-reader (or a resumed run) sees either the old file or the new one, never half of one. Loads use
-``torch.load(weights_only=True)``, whose unpickler only builds tensors and plain containers, so a
-tampered file cannot execute code; anything it cannot read becomes one clear
+reader (or a resumed run) sees either the old file or the new one, never half of one. Each
+checkpoint carries a SHA-256 digest of its contents (checkpoint_integrity.py), checked on load.
+Loads use ``torch.load(weights_only=True)``, whose unpickler only builds tensors and plain
+containers; the run config inside is rebuilt only from allow-listed classes
+(safe_instantiate.py). Anything unreadable, corrupted or refused is one clear
 :class:`CheckpointError`.
 """
 
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -19,7 +22,8 @@ from typing import Any
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from gan_lab.errors import UserError
+from gan_lab.checkpoint_integrity import IntegrityMismatch, seal, verify
+from gan_lab.errors import RunFailure, UserError
 
 log = logging.getLogger(__name__)
 
@@ -57,10 +61,36 @@ def atomic_torch_save(obj: Any, path: str | Path) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except (OSError, RuntimeError) as err:
+        Path(tmp).unlink(missing_ok=True)
+        raise write_failure(path, err) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     fsync_dir(path.parent)
+
+
+def write_failure(path: Path, err: BaseException) -> RunFailure:
+    """The real cause of a failed write (torch wraps the OSError in a RuntimeError's text)."""
+    cause = err
+    while cause.__cause__ is not None or cause.__context__ is not None:
+        if isinstance(cause, OSError) and cause.errno:
+            break
+        cause = cause.__cause__ or cause.__context__  # type: ignore[assignment]
+    if isinstance(cause, OSError) and cause.errno:
+        reason = os.strerror(cause.errno)
+    else:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        reason = first[:200]
+    try:
+        free = shutil.disk_usage(path.parent).free
+        reason += f" ({free / 2**20:.0f} MiB free on that disk)"
+    except OSError:
+        pass
+    kept = (
+        f"the previous {path.name} is intact" if path.exists() else "earlier checkpoints are intact"
+    )
+    return RunFailure(f"cannot write checkpoint {path}: {reason}; {kept}")
 
 
 def read_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:
@@ -84,6 +114,13 @@ def read_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, An
         raise CheckpointError(
             f"checkpoint {path} holds a {type(checkpoint).__name__}, not a checkpoint dict"
         )
+    try:
+        verify(checkpoint, path)
+    except IntegrityMismatch as err:
+        raise CheckpointError(
+            f"checkpoint {path} is corrupted: {err}; resume from an older checkpoint "
+            f"(ckpt_path=last/auto skip it and take the newest good one)"
+        ) from None
     return checkpoint
 
 
@@ -138,7 +175,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             raise TypeError(
                 f"{type(self).__name__} does not take storage_options, got {storage_options!r}"
             )
-        atomic_torch_save(checkpoint, path)
+        atomic_torch_save(seal(checkpoint), path)
 
     def load_checkpoint(
         self, path: Any, map_location: Any | None = None, weights_only: bool | None = None
@@ -173,6 +210,13 @@ def resolve_resume_path(ckpt_path: str | None, output_dir: Path) -> str | None:
         if found is not None:
             log.info("resuming from %s", found)
             return str(found)
+        broken = checkpoint_candidates(run_checkpoint_folders(output_dir))
+        if broken:
+            raise CheckpointError(
+                f"ckpt_path={ckpt_path}: none of the {len(broken)} checkpoints in {output_dir} loads "
+                f"(newest: {broken[0].name}); refusing to start over them. Move them away to start "
+                f"a new run there, or pass ckpt_path=<file.ckpt>"
+            )
         if ckpt_path == "auto":
             log.info("ckpt_path=auto: no checkpoint in %s yet, starting a new run", output_dir)
             return None

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
 import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -21,6 +23,10 @@ class ConfigError(UserError):
     def __init__(self, key: str, value: object, expected: str) -> None:
         self.key, self.value, self.expected = key, value, expected
         super().__init__(f"{key}={value!r} is invalid: {expected}")
+
+
+class RunFailure(RuntimeError):
+    """The environment failed mid-run (disk full, device lost): one line naming the cause, exit 1."""
 
 
 class DataNotFoundError(UserError):
@@ -44,14 +50,46 @@ def find_user_error(exc: BaseException) -> UserError | None:
     return find_cause(exc, UserError)
 
 
-def run_cli(prog: str, task: Callable[[Any], Any], cfg: Any) -> Any:
-    """User mistakes become one line on stderr and exit code 2, not a traceback."""
+# OS errors that mean "the machine failed", not "the code is wrong": reported in one line
+DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO)
+# what PyTorch raises when a GPU is lost or faults (not an out-of-memory: that is a batch size)
+DEVICE_FAILURES = ("CUDA error:", "CUDA driver error", "NCCL error", "HIP error:")
+
+
+def find_run_failure(exc: BaseException) -> RunFailure | None:
+    """A :class:`RunFailure`, or a full/read-only/failing disk, anywhere in the cause chain."""
+    current: BaseException | None = exc
+    for _ in range(20):  # Lightning re-raises inside its own handlers: a short chain
+        if current is None or isinstance(current, RunFailure):
+            return current
+        if isinstance(current, OSError) and current.errno in DISK_ERRNOS:
+            where = f" writing {current.filename}" if current.filename else ""
+            return RunFailure(f"{os.strerror(current.errno)}{where}")
+        text = str(current).strip()
+        if isinstance(current, RuntimeError) and text.startswith(DEVICE_FAILURES):
+            return RunFailure(
+                f"the accelerator failed: {text.splitlines()[0][:300]}; resume from the last "
+                "checkpoint with ckpt_path=last"
+            )
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def run_cli(prog: str, task: Callable[[Any], Any], cfg: Any, log_error: bool = True) -> Any:
+    """User mistakes become one line on stderr and exit code 2, not a traceback; a failure of
+    the environment mid-run (:class:`RunFailure`) one line and exit code 1."""
     try:
         return task(cfg)
     except Exception as exc:
         user_error = find_user_error(exc)
         if user_error is None:
-            raise
-        log.error("%s", user_error)
+            failure = find_run_failure(exc)
+            if failure is None:
+                raise
+            log.error("%s", failure)
+            print(f"{prog}: error: {failure}", file=sys.stderr)
+            raise SystemExit(1) from None
+        if log_error:  # into the run's log file (before Hydra set it up: only to the console)
+            log.error("%s", user_error)
         print(f"{prog}: error: {user_error}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -23,17 +23,18 @@ from omegaconf import DictConfig, OmegaConf
 from gan_lab.errors import ConfigError, UserError, find_user_error, run_cli
 from gan_lab.folder_scoring import (
     ScoredFolder,
-    check_folder_settings,
     describe,
     load_scored_folder,
     scoring_shape,
 )
+from gan_lab.hydra_errors import run_hydra_entry
 from gan_lab.metrics.classifier import default_classifier_path
 from gan_lab.metrics.features import ClassifierExtractor, FeatureExtractor, InceptionExtractor
 from gan_lab.metrics.reference import reference_subset
 from gan_lab.metrics.registry import GeneratorMetric, build_metrics, metric_class
 from gan_lab.metrics.runner import add_generated, add_reference
 from gan_lab.metrics.suite import MetricSuite
+from gan_lab.preflight_hook import preflight_eval
 from gan_lab.train import CONFIG_PATH
 from gan_lab.trained_model import build_datamodule, load_trained_gan, pick_device
 
@@ -151,11 +152,8 @@ def add_generated_side(
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Compute the chosen metrics; returns (and writes) the JSON report."""
+    preflight_eval(cfg)  # options, folders, output file, checkpoint: before any work or write
     metrics = chosen_metrics(cfg)
-    for key in ("n_samples", "n_reference", "batch_size"):
-        if not isinstance(cfg[key], int) or cfg[key] < 2:
-            raise ConfigError(key, cfg[key], "must be an integer >= 2")
-    check_folder_settings(cfg)
     real_only = cfg.get("compare_split") or cfg.get("images")
     checkpoint = None if real_only else load_trained_gan(cfg.ckpt_path, cfg.device)
     data_cfg = checkpoint.run_config["data"] if checkpoint else cfg.get("data")
@@ -213,9 +211,14 @@ def print_report(report: dict[str, Any]) -> None:
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="eval")
-def main(cfg: DictConfig) -> Any:
+def hydra_main(cfg: DictConfig) -> Any:
     log.debug("config:\n%s", OmegaConf.to_yaml(cfg))
     return run_cli("gan-eval", evaluate, cfg)
+
+
+def main() -> Any:
+    """The ``gan-eval`` command: Hydra's composition errors, too, are one line and exit code 2."""
+    return run_hydra_entry("gan-eval", hydra_main, CONFIG_PATH)
 
 
 if __name__ == "__main__":

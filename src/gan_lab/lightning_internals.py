@@ -1,7 +1,7 @@
 """Every touch of Lightning's private attributes, in one place.
 
 Lightning has no public API for four things gan-lab needs: an optimizer step that does not
-advance ``global_step`` (only G steps count), "will the loggers write this batch?", "stop after
+advance ``global_step`` (only applied G steps count), "will the loggers write this batch?", "stop after
 this batch the way SIGTERM stops", and the step the next logged scalar will carry. Each is a
 small function here, so a Lightning upgrade that renames one breaks one function and one test
 (tests/test_lightning_internals.py, pinned to the version range in pyproject.toml), not the
@@ -34,6 +34,29 @@ def step_not_counted(optimizer: Any, trainer: L.Trainer) -> Iterator[None]:
         yield
     finally:
         optimizer._on_before_step, optimizer._on_after_step = before, after
+
+
+def count_step(optimizer: Any) -> None:
+    """Advance ``global_step`` by one for an update made inside :func:`step_not_counted`.
+
+    G's step runs uncounted; once it is known that the update was applied (a guard may have
+    dropped it), this calls the manual-optimization hooks the step would have called.
+    """
+    optimizer._on_before_step()
+    optimizer._on_after_step()
+
+
+def uncount_steps(trainer: L.Trainer, n: int) -> None:
+    """Take back ``n`` counted optimizer steps (updates found dropped after the fact).
+
+    Under manual optimization ``global_step`` is the optimizer-step progress of the epoch loop's
+    manual-optimization loop; lowering its totals makes the loop run ``n`` more batches before
+    ``max_steps``, as if the dropped updates had never been counted.
+    """
+    progress = trainer.fit_loop.epoch_loop.manual_optimization.optim_step_progress
+    for tracker in (progress.total, progress.current):
+        tracker.ready = max(0, tracker.ready - n)
+        tracker.completed = max(0, tracker.completed - n)
 
 
 def attached_trainer(module: L.LightningModule) -> L.Trainer | None:

@@ -23,8 +23,10 @@ from PIL import Image
 from torch import Tensor
 from torchvision.utils import make_grid, save_image
 
-from gan_lab.errors import ConfigError, run_cli
+from gan_lab.errors import run_cli
+from gan_lab.hydra_errors import run_hydra_entry
 from gan_lab.metrics.runner import generated_batches
+from gan_lab.preflight_hook import preflight_sample
 from gan_lab.sample_inspection import (
     check_truncation,
     truncated_batches,
@@ -93,17 +95,7 @@ def write_gif(frames: list[Tensor], path: Path, fps: int) -> None:
 
 def sample(cfg: DictConfig) -> dict[str, Any]:
     """Write the pictures; returns the paths written (for tests and notebooks)."""
-    for key, least in (
-        ("n", 1),
-        ("nrow", 1),
-        ("batch_size", 1),
-        ("interpolation.rows", 1),
-        ("interpolation.steps", 2),
-        ("per_class", 1),
-    ):
-        value = OmegaConf.select(cfg, key)
-        if not isinstance(value, int) or value < least:
-            raise ConfigError(key, value, f"must be an integer >= {least}")
+    preflight_sample(cfg)  # every option, the output folder, the checkpoint: before any write
     psi = check_truncation(cfg.get("truncation"))
     checkpoint = load_trained_gan(cfg.ckpt_path, cfg.device)
     module = checkpoint.module
@@ -156,8 +148,13 @@ def sample(cfg: DictConfig) -> dict[str, Any]:
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="sample")
-def main(cfg: DictConfig) -> Any:
+def hydra_main(cfg: DictConfig) -> Any:
     return run_cli("gan-sample", sample, cfg)
+
+
+def main() -> Any:
+    """The ``gan-sample`` command: Hydra's composition errors, too, are one line and exit code 2."""
+    return run_hydra_entry("gan-sample", hydra_main, CONFIG_PATH)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,9 @@ Writes into the sweep directory
   shows all runs side by side under readable names.
 
 Rows are sorted by the optimised metric (``optimized_metric`` of the sweep's config; Optuna's
-``direction`` when the sweep used Optuna, else lower is better); runs without it go last.
+``direction`` when the sweep used Optuna, else lower is better); runs without it come next, and
+failed jobs (their ``job_status.json``, see sweep_jobs.py) or jobs with unreadable files last,
+marked in the ``status`` column. Folders that are not gan-train runs are skipped.
 Final metrics come from the ``metrics.json`` that ``gan-train`` writes at the end of every run.
 Runs either by hand (``gan-sweep-summary <sweep dir>``) or automatically after every multirun
 (the Hydra callback configured in ``configs/hydra/default.yaml``).
@@ -29,7 +31,7 @@ import shutil
 import sys
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,10 +41,10 @@ from omegaconf import DictConfig, OmegaConf
 from gan_lab.distributed import is_rank_zero
 from gan_lab.errors import UserError
 from gan_lab.optuna_study import study_sweep_dirs
+from gan_lab.sweep_runs import METRICS_FILE, RunRecord, collect_runs
 
 log = logging.getLogger(__name__)
 
-METRICS_FILE = "metrics.json"
 DIRECTIONS = ("minimize", "maximize")
 # The Markdown table keeps to these (the CSV has every metric): quality numbers and the basics.
 MARKDOWN_METRIC_PREFIXES = ("metrics/", "sweep/")
@@ -60,18 +62,6 @@ def write_run_metrics(metrics: dict[str, float], output_dir: Path) -> None:
 
 
 @dataclass
-class RunRecord:
-    job: str
-    path: Path
-    overrides: dict[str, str]
-    metrics: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def status(self) -> str:
-        return "ok" if self.metrics else "no metrics (failed or unfinished)"
-
-
-@dataclass
 class SweepSummary:
     runs: list[RunRecord]
     metric: str | None
@@ -79,31 +69,6 @@ class SweepSummary:
     csv_path: Path
     markdown_path: Path
     tensorboard_dir: Path
-
-
-def _split_override(text: str) -> tuple[str, str]:
-    key, _, value = text.partition("=")
-    return key.lstrip("+"), value  # "~key" (a deletion) stays recognisable
-
-
-def _job_sort_key(path: Path) -> tuple[int, str]:
-    return (int(path.name), "") if path.name.isdigit() else (10**9, path.name)
-
-
-def collect_runs(sweep_dir: Path) -> list[RunRecord]:
-    """Every job directory of the sweep (those holding ``.hydra/overrides.yaml``), in job order."""
-    runs = []
-    for overrides_file in sorted(
-        sweep_dir.glob("*/.hydra/overrides.yaml"), key=lambda p: _job_sort_key(p.parents[1])
-    ):
-        run_dir = overrides_file.parents[1]
-        overrides = dict(_split_override(str(o)) for o in OmegaConf.load(overrides_file))
-        metrics_file = run_dir / METRICS_FILE
-        metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
-        runs.append(
-            RunRecord(run_dir.name, run_dir, overrides, {k: float(v) for k, v in metrics.items()})
-        )
-    return runs
 
 
 def settings_of(cfg: DictConfig) -> tuple[str | None, str]:
@@ -130,10 +95,12 @@ def sweep_settings(sweep_dir: Path) -> tuple[str | None, str]:
 def sort_runs(runs: list[RunRecord], metric: str | None, direction: str) -> list[RunRecord]:
     """Best first; runs without a finite value of ``metric`` keep job order at the end."""
     if metric is None:
-        return list(runs)
+        return sorted(runs, key=lambda run: run.failed)  # stable: job order, failed jobs last
     sign = -1.0 if direction == "maximize" else 1.0
 
     def key(run: RunRecord) -> tuple[int, float]:
+        if run.failed:
+            return (2, 0.0)  # failed and unreadable jobs last, in job order
         value = run.metrics.get(metric)
         if value is None or math.isnan(value):
             return (1, 0.0)
@@ -178,7 +145,7 @@ def markdown_table(runs: Sequence[RunRecord], metric: str | None, direction: str
         if k == metric or k in MARKDOWN_METRICS or k.startswith(MARKDOWN_METRIC_PREFIXES)
     ]
     common = sorted({f"{k}={v}" for run in runs for k, v in run.overrides.items() if k not in keys})
-    header = ["rank", "job", *keys, *metric_keys]
+    header = ["rank", "job", "status", *keys, *metric_keys]
     lines = [
         f"Sorted by `{metric}` ({direction})." if metric else "No optimised metric: job order.",
         f"Common overrides: `{' '.join(common)}`" if common else "Common overrides: none",
@@ -187,7 +154,8 @@ def markdown_table(runs: Sequence[RunRecord], metric: str | None, direction: str
         "|" + "|".join("---" for _ in header) + "|",
     ]
     for i, run in enumerate(runs, 1):
-        cells = [str(i), run.job, *(_short(run.overrides.get(k, "")) for k in keys)]
+        status = "ok" if run.status == "ok" else _short(run.status[:100])
+        cells = [str(i), run.job, status, *(_short(run.overrides.get(k, "")) for k in keys)]
         cells += [_fmt(run.metrics.get(k)) if run.metrics else "-" for k in metric_keys]
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     return "\n".join(lines) + "\n"
@@ -281,6 +249,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as err:
         print(f"gan-sweep-summary: error: {err}", file=sys.stderr)
         return 2
+    for run in summary.runs:
+        if run.failed:
+            print(f"gan-sweep-summary: job {run.job} {run.status}", file=sys.stderr)
     print(summary.markdown_path.read_text())
     print(
         f"wrote {summary.csv_path}, {summary.markdown_path}; tensorboard --logdir {summary.tensorboard_dir}"
@@ -303,3 +274,12 @@ class SweepSummaryCallback(Callback):
             summary.markdown_path,
             summary.tensorboard_dir,
         )
+        failed = [run.job for run in summary.runs if run.failed]
+        if failed:
+            log.warning(
+                "%d of %d jobs failed (%s): see their status in %s",
+                len(failed),
+                len(summary.runs),
+                ", ".join(failed),
+                summary.markdown_path,
+            )

@@ -13,7 +13,11 @@ from omegaconf import DictConfig, OmegaConf
 from gan_lab.config_dir import find_config_dir
 from gan_lab.distributed import is_rank_zero
 from gan_lab.errors import UserError, run_cli
+from gan_lab.hydra_errors import run_hydra_entry
 from gan_lab.preflight import validate_config
+from gan_lab.preflight_hook import preflight_train
+from gan_lab.run_lock import release_run_dir
+from gan_lab.sweep_jobs import in_multirun, run_recorded
 from gan_lab.sweep_summary import write_run_metrics
 from gan_lab.training.step_stats import StepStats
 from gan_lab.utils import (
@@ -62,7 +66,10 @@ def build_run(cfg: DictConfig) -> RunParts:
 
     ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), Path(cfg.paths.output_dir))
     if cfg.get("seed") is not None:
-        L.seed_everything(cfg.seed, workers=True)
+        # quiet: this runs in the preflight, before Hydra routes log records to the run's log,
+        # where Lightning's own "Seed set to" line would be a second line on stderr
+        L.seed_everything(cfg.seed, workers=True, verbose=False)
+        log.info("seed %d", cfg.seed)
 
     log.info("instantiating datamodule <%s>", cfg.data._target_)
     datamodule = hydra.utils.instantiate(cfg.data)
@@ -110,19 +117,25 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
 
 def train_and_record(cfg: DictConfig) -> dict[str, float]:
-    """Validate and build once, save the config, fit, leave the final scalars in the run dir."""
-    validate_config(cfg)  # before anything is written or loaded
-    parts = build_run(cfg)  # the constructors' checks: still nothing written
-    if cfg.get("print_config", True) and is_rank_zero():  # DDP ranks started as processes: once
-        print_and_save_config(cfg, Path(cfg.paths.output_dir))
-    metrics = fit(cfg, parts)
-    write_run_metrics(metrics, Path(cfg.paths.output_dir))
+    """Check and build once, save the config, fit, leave the final scalars in the run dir.
+
+    The checks and the build ran in Hydra's ``on_run_start`` (preflight_hook.py) before the run
+    directory was made; outside the CLI they run here, still before anything is written.
+    """
+    parts = preflight_train(cfg)  # config, devices, constructors, data, checkpoint, run-dir lock
+    try:
+        if cfg.get("print_config", True) and is_rank_zero():  # DDP ranks as processes: once
+            print_and_save_config(cfg, Path(cfg.paths.output_dir))
+        metrics = fit(cfg, parts)
+        write_run_metrics(metrics, Path(cfg.paths.output_dir))
+    finally:
+        release_run_dir(Path(cfg.paths.output_dir))
     return metrics
 
 
-def run(cfg: DictConfig) -> float | None:
-    """Hydra task: user mistakes become one-line errors and exit code 2, not tracebacks."""
-    metrics = run_cli("gan-train", train_and_record, cfg)
+def train_and_score(cfg: DictConfig) -> float | None:
+    """:func:`train_and_record`, then the value of ``optimized_metric`` (for sweepers)."""
+    metrics = train_and_record(cfg)
     metric_name = cfg.get("optimized_metric")
     if not metric_name:
         return None
@@ -133,9 +146,23 @@ def run(cfg: DictConfig) -> float | None:
     return metrics[metric_name]
 
 
+def run(cfg: DictConfig) -> float | None:
+    """Hydra task: user mistakes become one-line errors and exit code 2, not tracebacks; in a
+    multirun a failing job is recorded and scores NaN, and the sweep goes on (sweep_jobs.py)."""
+    if in_multirun():
+        output_dir = Path(cfg.paths.output_dir)
+        return run_recorded("gan-train", train_and_score, cfg, output_dir, float("nan"))
+    return run_cli("gan-train", train_and_score, cfg)
+
+
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="train")
-def main(cfg: DictConfig) -> Any:
+def hydra_main(cfg: DictConfig) -> Any:
     return run(cfg)
+
+
+def main() -> Any:
+    """The ``gan-train`` command: Hydra's composition errors, too, are one line and exit code 2."""
+    return run_hydra_entry("gan-train", hydra_main, CONFIG_PATH)
 
 
 if __name__ == "__main__":

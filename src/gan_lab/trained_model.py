@@ -2,7 +2,8 @@
 
 Every checkpoint carries ``run_config``: the resolved Hydra config of its run as plain dicts
 (see callbacks/run_config.py), so the networks are instantiated exactly as they were trained
-and the weights are loaded with ``torch.load(weights_only=True)`` (no pickled code runs).
+and the weights are loaded with ``torch.load(weights_only=True)`` (no pickled code runs). The
+config is data from a file: only allow-listed targets are instantiated (safe_instantiate.py).
 """
 
 from __future__ import annotations
@@ -12,11 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import hydra
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from gan_lab.checkpoint_io import read_checkpoint
 from gan_lab.errors import UserError
+from gan_lab.safe_instantiate import check_tree, instantiate_stored
 from gan_lab.utils import instantiate_model
 
 log = logging.getLogger(__name__)
@@ -40,8 +42,8 @@ def pick_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def load_trained_gan(ckpt_path: str | None, device: str = "cpu") -> LoadedCheckpoint:
-    """The GANModule of a gan-train checkpoint, weights loaded, ready for ``generate``."""
+def read_run_checkpoint(ckpt_path: str | None) -> tuple[Path, dict[str, Any]]:
+    """The checkpoint dict (digest verified, no code run) and its ``run_config``, checked."""
     if not ckpt_path:
         raise UserError("ckpt_path is missing: pass ckpt_path=<run dir>/checkpoints/last.ckpt")
     path = Path(ckpt_path).expanduser()
@@ -49,20 +51,32 @@ def load_trained_gan(ckpt_path: str | None, device: str = "cpu") -> LoadedCheckp
         raise UserError(
             f"ckpt_path={ckpt_path!r} does not exist; pass a .ckpt file written by gan-train"
         )
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise UserError(
-            f"ckpt_path={ckpt_path!r} is not a readable checkpoint ({type(err).__name__}: {err})"
-        ) from err
+    checkpoint = read_checkpoint(path)
     run_config = checkpoint.get("run_config")
-    if not isinstance(run_config, dict) or "model" not in run_config:
+    if not isinstance(run_config, dict) or not isinstance(run_config.get("model"), dict):
         raise UserError(
             f"ckpt_path={ckpt_path!r} has no run_config (it was not written by gan-train); "
             "cannot rebuild the networks"
         )
+    check_tree(run_config["model"], "run_config.model", f"checkpoint {path}")
+    if isinstance(run_config.get("data"), dict):
+        check_tree(run_config["data"], "run_config.data", f"checkpoint {path}")
+    return path, checkpoint
+
+
+def load_trained_gan(ckpt_path: str | None, device: str = "cpu") -> LoadedCheckpoint:
+    """The GANModule of a gan-train checkpoint, weights loaded, ready for ``generate``."""
+    path, checkpoint = read_run_checkpoint(ckpt_path)
+    run_config = checkpoint["run_config"]
+    # every _target_ of the tree passed check_tree in read_run_checkpoint
     module = instantiate_model(OmegaConf.create(run_config["model"]))
-    module.load_state_dict(checkpoint["state_dict"])
+    try:
+        module.load_state_dict(checkpoint["state_dict"])
+    except (KeyError, RuntimeError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UserError(
+            f"checkpoint {path}: its weights do not fit the networks of its own run_config ({first[:200]})"
+        ) from None
     module.to(pick_device(device)).eval()
     return LoadedCheckpoint(module, run_config, int(checkpoint.get("global_step", 0)), path)
 
@@ -77,4 +91,5 @@ def build_datamodule(data_cfg: dict[str, Any] | DictConfig, overrides: dict[str,
     for key, value in overrides.items():
         if value is not None:
             cfg[key] = value
-    return hydra.utils.instantiate(cfg)
+    tree = OmegaConf.to_container(cfg, resolve=True)
+    return instantiate_stored(tree, "data", "the run's data config")

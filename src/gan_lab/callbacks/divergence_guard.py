@@ -76,6 +76,7 @@ class _Batch:
 
     values: Tensor
     where: str
+    g_on_device: bool = False  # G's optimizer drops bad updates on the device (counted until read)
 
 
 class DivergenceGuard(L.Callback):
@@ -98,6 +99,14 @@ class DivergenceGuard(L.Callback):
                 check_every_n_batches,
                 "must be an integer >= 1 (1 reads the flags on the host every batch)",
             )
+        for key, count in (
+            ("max_consecutive_skips", max_consecutive_skips),
+            ("max_rollbacks", max_rollbacks),
+        ):
+            if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+                raise ConfigError(
+                    f"callbacks.divergence_guard.{key}", count, "must be an integer >= 0"
+                )
         self.policy, self.lr_factor = policy, lr_factor
         self.max_consecutive_skips, self.max_rollbacks = max_consecutive_skips, max_rollbacks
         self.check_every_n_batches = check_every_n_batches
@@ -122,6 +131,7 @@ class DivergenceGuard(L.Callback):
     ) -> None:
         self._where_now = self._where(trainer)
         self._grad_flags = {}
+        self._on_device: dict[str, bool] = {}
 
     def on_before_optimizer_step(
         self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: Optimizer
@@ -132,14 +142,22 @@ class DivergenceGuard(L.Callback):
         found = nonfinite_gradients(optimizer)
         if skips_on_device(optimizer):
             optimizer.found_inf = found  # the fused kernel drops the update when found == 1
+            self._on_device[net] = True
         elif found:  # a host read: this optimizer cannot skip on the device
             optimizer.zero_grad(set_to_none=True)  # the step that follows changes nothing
+            getattr(pl_module, "skip_update", lambda _opt: None)(optimizer)  # no G step
         self._grad_flags[net] = found
 
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any
     ) -> None:
-        self._pending.append(_Batch(self._batch_flags(trainer, pl_module), self._where_now))
+        self._pending.append(
+            _Batch(
+                self._batch_flags(trainer, pl_module),
+                self._where_now,
+                self._on_device.get("G", False),
+            )
+        )
         batch = trainer.fit_loop.epoch_loop.batch_progress.total.ready
         written = logger_writes(trainer)
         if written or batch % self.check_every_n_batches == 0:
@@ -178,6 +196,9 @@ class DivergenceGuard(L.Callback):
         pending, self._pending = self._pending, []
         rows = torch.stack([b.values for b in pending]).tolist()
         rolled_back = False  # later bad batches of this read ran before the rollback: count only
+        dropped_g = sum(1 for b, row in zip(pending, rows, strict=True) if b.g_on_device and row[0])
+        if dropped_g:  # G updates the device dropped were counted as G steps: take them back
+            getattr(pl_module, "forget_g_steps", lambda _n: None)(dropped_g)
         for batch, (g_bad, d_bad, *losses) in zip(pending, rows, strict=True):
             for net, bad in (("D", d_bad), ("G", g_bad)):
                 if bad:

@@ -198,12 +198,25 @@ def decode_images(
 
 
 def decode_one(path: Path, channels: int) -> torch.Tensor:
-    """One file as a center-cropped square uint8 CHW tensor (grey or RGB)."""
+    """One file as a center-cropped square uint8 CHW tensor (grey or RGB).
+
+    Folders may mix modes: grey, palette and RGB(A) files are converted to ``channels`` (alpha
+    dropped), 16-bit PNGs scaled to 8 bits, so every image reaches the model the same way.
+    """
     mode = ImageReadMode.GRAY if channels == 1 else ImageReadMode.RGB
     try:
-        return _center_square(decode_image(read_file(str(path)), mode=mode))
-    except RuntimeError as err:
-        raise DataNotFoundError(f"cannot decode image {path}: {err}") from err
+        image = decode_image(read_file(str(path)), mode=mode)
+    except (RuntimeError, ValueError, NotImplementedError, OSError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        first = re.sub(r"^.*\.cpp:\d+, ", "", first)  # torchvision prefixes its C++ source line
+        raise DataNotFoundError(
+            f"cannot decode image {path}: {first[:200]}; remove or re-save that file"
+        ) from None
+    if image.dtype == torch.uint16:  # 16-bit PNG: 0..65535 -> 0..255, rounded
+        image = ((image.to(torch.int32) * 255 + 32767) // 65535).to(torch.uint8)
+    elif image.dtype != torch.uint8:
+        raise DataNotFoundError(f"image {path} decodes to {image.dtype}; save it as 8- or 16-bit")
+    return _center_square(image)
 
 
 def folder_splits(folder: Path) -> dict[str, Path] | None:

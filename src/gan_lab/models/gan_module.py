@@ -17,7 +17,12 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR, LRScheduler
 
 from gan_lab.errors import ConfigError
-from gan_lab.lightning_internals import attached_trainer, logger_writes, step_not_counted
+from gan_lab.lightning_internals import (
+    attached_trainer,
+    count_step,
+    logger_writes,
+    step_not_counted,
+)
 from gan_lab.models.compatibility import check_compatible
 from gan_lab.models.ema import GeneratorEMA
 from gan_lab.models.losses import AdversarialLoss, NonSaturatingLoss, discriminator_score
@@ -26,12 +31,23 @@ from gan_lab.training import speed_options
 from gan_lab.training.grad_clip import clip_and_measure
 from gan_lab.training.noise import rank_noise
 from gan_lab.training.step_stats import StepStats, write_scalars
+from gan_lab.training.update_counting import CountsAppliedUpdates
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], Optimizer]
 LR_SCHEDULES = ("constant", "linear")
+# constructor arguments that are parts (built objects), not hyperparameters
+PARTS = (
+    "generator",
+    "discriminator",
+    "optimizer_g",
+    "optimizer_d",
+    "loss",
+    "regularizer",
+    "augment",
+)
 
 
-class GANModule(L.LightningModule):
+class GANModule(CountsAppliedUpdates, L.LightningModule):
     def __init__(
         self,
         generator: nn.Module,
@@ -75,21 +91,8 @@ class GANModule(L.LightningModule):
             penalized=getattr(regularizer, "needs_input_gradients", regularizer is not None),
             compiled=compile_networks,
         )
-        self.save_hyperparameters(
-            ignore=[
-                "generator",
-                "discriminator",
-                "optimizer_g",
-                "optimizer_d",
-                "loss",
-                "regularizer",
-                "augment",
-            ],
-            logger=False,
-        )
-        self.hparams["loss"] = (
-            self.loss.name
-        )  # what the run trained with, for readers of the checkpoint
+        self.save_hyperparameters(ignore=list(PARTS), logger=False)
+        self.hparams["loss"] = self.loss.name  # what the run trained with, for checkpoint readers
         self.automatic_optimization = False
         self.generator, self.discriminator = generator, discriminator
         self.optimizer_g_factory, self.optimizer_d_factory = optimizer_g, optimizer_d
@@ -107,9 +110,7 @@ class GANModule(L.LightningModule):
             "fixed_z", torch.randn(num_fixed_samples, self.latent_dim, generator=noise)
         )
         fixed_y = torch.arange(num_fixed_samples) * max(self.num_classes, 1) // num_fixed_samples
-        self.register_buffer(
-            "fixed_y", fixed_y.long()
-        )  # one block of rows per class when conditional
+        self.register_buffer("fixed_y", fixed_y.long())  # a block of rows per class if conditional
         self.compile_step = compile_step
         self._step_functions: tuple[Callable[..., Any], ...] | None = None
         # per-network DDP wrappers (training/ddp_per_network.py); a plain dict, not submodules
@@ -117,9 +118,7 @@ class GANModule(L.LightningModule):
         self.d_updates = 0  # D updates so far; survives checkpoints
         # this batch's losses and D scores (detached); logged only on the batches loggers write
         self.step_stats = StepStats()
-        self.noise_seed = (
-            noise_seed  # training noise stream (see models/noise.py); None: drawn in setup
-        )
+        self.noise_seed = noise_seed  # training noise (training/noise.py); None: setup draws
 
     # ---------------------------------------------------------------------------- sampling
     @property
@@ -140,11 +139,8 @@ class GANModule(L.LightningModule):
         """This rank's ``n`` rows of the step's global noise batch: distinct per rank, same for any world size."""
         assert self.noise_seed is not None, "setup() draws the noise seed"
         counter = self.d_updates if stream == "d" else self.global_step
-        rank, world = (
-            (self.trainer.global_rank, self.trainer.world_size)
-            if attached_trainer(self)
-            else (0, 1)
-        )
+        trainer = attached_trainer(self)
+        rank, world = (trainer.global_rank, trainer.world_size) if trainer else (0, 1)
         return rank_noise(
             seed=self.noise_seed,
             stream=stream,
@@ -249,12 +245,18 @@ class GANModule(L.LightningModule):
             g_grad_norm = clip_and_measure(
                 self.generator, self.hparams.grad_clip_g, logged, trainer
             )
-            opt_g.step()
+            self.skipped_updates().discard(id(opt_g.optimizer))
+            with step_not_counted(opt_g, self.trainer):
+                opt_g.step()
+        self.step_stats["loss/g"] = g_loss.detach()
+        if id(opt_g.optimizer) in self.skipped_updates():
+            write_scalars(trainer, scalars)
+            return  # a dropped update is no G step: max_steps, schedules and the EMA wait for a real one
+        count_step(opt_g)
         for scheduler in self._schedulers():
             scheduler.step()
         if self.ema is not None:
             self.ema.update(self.generator, self.global_step)
-        self.step_stats["loss/g"] = g_loss.detach()
         if logged:
             scalars |= {"g_step": float(self.global_step), "loss/g": g_loss.detach()}
             scalars |= {"grad_norm/g": g_grad_norm, "lr/g": opt_g.param_groups[0]["lr"]}
@@ -310,9 +312,7 @@ class GANModule(L.LightningModule):
         )
 
     def _schedulers(self) -> list[LRScheduler]:
-        schedulers = self.lr_schedulers()
-        if schedulers is None:
-            return []
+        schedulers = self.lr_schedulers() or []
         return schedulers if isinstance(schedulers, list) else [schedulers]
 
     def on_train_end(self) -> None:
