@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from gan_lab.train import run
+from gan_lab.train import CONFIG_PATH, run
 from tests.conftest import run_cli
 
 
@@ -58,10 +58,11 @@ def test_bad_values_fail_before_any_data_loads(
 
 def test_unknown_generator_lists_the_valid_options(tmp_path: Path) -> None:
     result = run_cli(["model/generator=stylegan9"], tmp_path, timeout=120)
+    generators = Path(CONFIG_PATH, "model", "generator").glob("*.yaml")
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         "gan-train: error: model/generator=stylegan9 is not an option of group model/generator "
-        "(choose one of dcgan, mlp, resnet, resnet_cbn)"
+        f"(choose one of {', '.join(sorted(p.stem for p in generators))})"
     ]
     assert not (tmp_path / "logs").exists()  # refused before Hydra made a run directory
 

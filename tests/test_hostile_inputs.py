@@ -17,8 +17,14 @@ from pathlib import Path
 import pytest
 import torch
 
+from gan_lab.train import CONFIG_PATH
 from tests.forked_cli import Result, run_forked
 from tests.hostile_fixtures import TRAIN_ARGS, make_hostile_world, snapshot
+
+# the generator options the error must list: whatever configs/model/generator/ holds
+GENERATORS = ", ".join(
+    sorted(p.stem for p in Path(CONFIG_PATH, "model", "generator").glob("*.yaml"))
+)
 
 T, E, S = "train", "eval", "sample"
 
@@ -63,7 +69,7 @@ CASES = [
     slow(T, ["model.lrr=1"], "model.lrr is not a key or config group"),
     (T, ["dat=mnist"], "dat is not a key or config group of this config; nearest: data"),
     (T, ["model/generatr=mlp"], "nearest: model/generator"),
-    (T, ["model/generator=stylegan9"], "choose one of dcgan, mlp, resnet"),
+    (T, ["model/generator=stylegan9"], f"choose one of {GENERATORS}"),
     (T, ["data.batch_size=["], "an override cannot be parsed"),
     slow(T, ["+data.batch_size=3"], "+data.batch_size adds a key that exists"),
     # --- gan-train: data, run directories, checkpoints
