@@ -11,15 +11,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from gan_lab.distributed import is_rank_zero
 from gan_lab.errors import UserError, run_cli
+from gan_lab.hparams import overridden_keys, run_hyperparameters
 from gan_lab.preflight import validate_config
-from gan_lab.sweep_summary import write_run_metrics
-from gan_lab.training.step_stats import StepStats
-from gan_lab.utils import (
-    hyperparameters,
-    instantiate_callbacks,
-    instantiate_loggers,
-    print_and_save_config,
-)
+from gan_lab.sweep_summary import DIRECTIONS, write_run_metrics
+from gan_lab.utils import instantiate_callbacks, instantiate_loggers, print_and_save_config
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +31,28 @@ def resolve_ckpt_path(ckpt_path: str | None, output_dir: Path) -> str | None:
     return resolve_resume_path(ckpt_path, output_dir)
 
 
+def run_summary_settings(cfg: DictConfig) -> dict[str, Any]:
+    """What the RunSummary callback needs from Hydra: the run's overrides, group choices, objective."""
+    from hydra.core.hydra_config import HydraConfig
+
+    overrides: list[str] = []
+    choices: dict[str, Any] = {}
+    direction = "minimize"
+    if HydraConfig.initialized():  # gan-train; not when a test composes the config itself
+        hydra_cfg = HydraConfig.get()
+        overrides = list(hydra_cfg.overrides.task)
+        choices = dict(hydra_cfg.runtime.choices)
+        chosen = OmegaConf.select(hydra_cfg, "sweeper.direction", default=None)
+        if isinstance(chosen, str) and chosen.lower() in DIRECTIONS:
+            direction = chosen.lower()
+    return {
+        "hparams": run_hyperparameters(cfg, overrides, choices),
+        "varied": overridden_keys(overrides),
+        "optimized_metric": cfg.get("optimized_metric"),
+        "direction": direction,
+    }
+
+
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit the configured GAN; returns the final logged scalars (for sweeps and tests)."""
     validate_config(cfg)
@@ -43,6 +60,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
     from gan_lab.callbacks import RunConfigInCheckpoint
     from gan_lab.callbacks.resume_state import ResumeState
+    from gan_lab.callbacks.run_summary import RunSummary, final_scalars
 
     output_dir = Path(cfg.paths.output_dir)
     ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), output_dir)
@@ -56,10 +74,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
     callbacks = instantiate_callbacks(cfg.get("callbacks"))
     callbacks.append(RunConfigInCheckpoint(OmegaConf.to_container(cfg, resolve=True)))
     callbacks.append(ResumeState())  # RNG states and TensorBoard restart marker: exact resume
+    # hyperparameters to every logger; final numbers, kimg and TensorBoard's HPARAMS at the end
+    callbacks.append(RunSummary(**run_summary_settings(cfg)))
     loggers = instantiate_loggers(cfg.get("logger"))
     trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
-    for logger in trainer.loggers:
-        logger.log_hyperparams(hyperparameters(cfg))
 
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
@@ -73,13 +91,15 @@ def train(cfg: DictConfig) -> dict[str, float]:
             output_dir,
         )
         raise SystemExit(PREEMPTED_EXIT_CODE) from None
-    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
-    # the last batch's losses, also when it was not a logged batch
-    stats = getattr(model, "step_stats", None)
-    if isinstance(stats, StepStats):
-        metrics.update(stats.floats())
-    steps = int(metrics.get("g_step", trainer.global_step))  # spawned DDP: the step lives in rank 0
-    log.info("finished %d generator steps; outputs in %s", steps, output_dir)
+    metrics = final_scalars(trainer, model)
+    # spawned DDP: the counters live in rank 0, which returns its callback metrics
+    log.info(
+        "finished: G step %d, %d D updates, %.1f kimg; outputs in %s",
+        int(metrics.get("g_step", trainer.global_step)),
+        int(metrics.get("d_updates", 0)),
+        metrics.get("kimg", 0.0),
+        output_dir,
+    )
     return metrics
 
 

@@ -60,10 +60,3 @@ def print_and_save_config(cfg: DictConfig, output_dir: Path) -> None:
     (output_dir / "config_resolved.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     with open(output_dir / "config_tree.log", "w") as f:
         rich.print(tree, file=f)
-
-
-def hyperparameters(cfg: DictConfig) -> dict[str, Any]:
-    """The parts of the config worth comparing across runs in TensorBoard's HPARAMS tab."""
-    container = OmegaConf.to_container(cfg, resolve=True)
-    assert isinstance(container, dict)
-    return {k: container[k] for k in ("data", "model", "trainer", "seed", "tags") if k in container}
