@@ -125,6 +125,14 @@ def wandb_logger(
     )
 
 
+def finish_runs(loggers: Sequence[Logger]) -> None:
+    """End the W&B run: the next run of a Hydra multirun (same process) must not log into it."""
+    if any(isinstance(logger, WandbLogger) for logger in loggers):
+        import wandb
+
+        wandb.finish()
+
+
 # ---------------------------------------------------------------------------------- images
 def log_image(logger: Logger, key: str, image: Tensor, step: int) -> bool:
     """Send a (C, H, W) image in [0, 1] to ``logger`` if it takes images; False if it does not."""

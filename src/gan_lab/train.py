@@ -61,6 +61,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     from gan_lab.callbacks import RunConfigInCheckpoint
     from gan_lab.callbacks.resume_state import ResumeState
     from gan_lab.callbacks.run_summary import RunSummary, final_scalars
+    from gan_lab.loggers import finish_runs
 
     output_dir = Path(cfg.paths.output_dir)
     ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), output_dir)
@@ -91,6 +92,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
             output_dir,
         )
         raise SystemExit(PREEMPTED_EXIT_CODE) from None
+    finally:
+        finish_runs(trainer.loggers)
     metrics = final_scalars(trainer, model)
     # spawned DDP: the counters live in rank 0, which returns its callback metrics
     log.info(
