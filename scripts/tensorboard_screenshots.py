@@ -3,7 +3,7 @@
 Starts ``tensorboard`` on 127.0.0.1, drives Chromium through its DevTools protocol (to open the
 parallel-coordinates tab, a click inside the HPARAMS view), writes PNGs and stops both. Needs
 ``chromium`` (``apt-get install chromium``) and ``pip install websockets``. The images in
-docs/img/ were made with (see docs/img/README.md):
+docs/img/ were made with (see docs/img/tensorboard.md):
 
     python scripts/tensorboard_screenshots.py logs/train/multiruns/<date>/tensorboard docs/img
 """
@@ -19,16 +19,39 @@ import shutil
 import subprocess
 import tempfile
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
-# (file name, URL fragment, JavaScript run once the view is drawn: e.g. a click)
+# (file name, URL fragment, text of a tab to click once the view is drawn)
 VIEWS = (
-    ("tensorboard_scalars.png", "#scalars&tagFilter=loss%7Cmetrics%2Fclassifier_fd", None),
+    ("tensorboard_scalars.png", "#scalars&tagFilter=", None),
     ("tensorboard_images.png", "#images", None),
     ("tensorboard_hparams.png", "#hparams", None),
     ("tensorboard_hparams_parallel.png", "#hparams", "PARALLEL COORDINATES"),
 )
+# ticks the HPARAMS column checkboxes whose name matches, unticks the other columns (names hold
+# a '.' or '/'; the status boxes, "Success" etc., are left alone)
+SHOW_COLUMNS_JS = """
+(pattern) => {
+  const wanted = new RegExp(pattern);
+  const walk = (root, found) => {
+    for (const el of root.querySelectorAll('*')) {
+      if (el.shadowRoot) walk(el.shadowRoot, found);
+      if (el.tagName === 'PAPER-CHECKBOX') found.push(el);
+    }
+    return found;
+  };
+  let changed = 0;
+  for (const box of walk(document, [])) {
+    const name = box.textContent.trim();
+    if (!/[./]/.test(name) || box.checked === wanted.test(name)) continue;
+    box.click();
+    changed += 1;
+  }
+  return changed;
+}
+"""
 # finds an element by its text through every shadow root (TensorBoard's Polymer views)
 CLICK_TEXT_JS = """
 (text) => {
@@ -75,7 +98,9 @@ class DevTools:
                 return message.get("result", {})
 
 
-async def capture(devtools_port: int, base: str, out_dir: Path, settle: float) -> list[Path]:
+async def capture(
+    devtools_port: int, base: str, out_dir: Path, settle: float, tags: str, columns: str
+) -> list[Path]:
     import websockets
 
     with urllib.request.urlopen(f"http://127.0.0.1:{devtools_port}/json") as response:
@@ -87,8 +112,14 @@ async def capture(devtools_port: int, base: str, out_dir: Path, settle: float) -
                          deviceScaleFactor=1, mobile=False)  # fmt: skip
         for name, fragment, click in VIEWS:
             await tools.call("Page.navigate", url="about:blank")
+            if fragment.endswith("tagFilter="):
+                fragment += urllib.parse.quote(tags, safe="")
             await tools.call("Page.navigate", url=f"{base}/{fragment}")
             await asyncio.sleep(settle)
+            if fragment == "#hparams":
+                expression = f"({SHOW_COLUMNS_JS})({json.dumps(columns)})"
+                await tools.call("Runtime.evaluate", expression=expression)
+                await asyncio.sleep(2)
             if click:
                 expression = f"({CLICK_TEXT_JS})({json.dumps(click)})"
                 found = await tools.call("Runtime.evaluate", expression=expression)
@@ -119,6 +150,12 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=6006)
     parser.add_argument("--devtools-port", type=int, default=9222)
     parser.add_argument("--settle", type=float, default=8.0, help="seconds for a view to draw")
+    parser.add_argument("--tags", default="^(loss/|metrics/classifier_fd$)", help="SCALARS filter")
+    parser.add_argument(
+        "--columns",
+        default="^(model\\.optimizer_d\\.lr|best/|final/metrics/classifier_fd|final/loss/|final/kimg)",
+        help="HPARAMS columns to show (regex over hyperparameter and metric names)",
+    )
     args = parser.parse_args()
     args.out_dir.mkdir(parents=True, exist_ok=True)
     base = f"http://127.0.0.1:{args.port}"
@@ -138,7 +175,10 @@ def main() -> None:
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         wait_for(f"http://127.0.0.1:{args.devtools_port}/json/version")
-        for path in asyncio.run(capture(args.devtools_port, base, args.out_dir, args.settle)):
+        shots = capture(
+            args.devtools_port, base, args.out_dir, args.settle, args.tags, args.columns
+        )
+        for path in asyncio.run(shots):
             print(f"wrote {path} ({path.stat().st_size // 1024} KiB)")
     finally:
         for process in (browser, board):

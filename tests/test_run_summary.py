@@ -11,13 +11,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from omegaconf import DictConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import api_pb2
 
 from gan_lab.hparams import overridden_keys, run_hyperparameters
 from gan_lab.models.gan_module import GANModule
 from gan_lab.train import train
+from gan_lab.utils import swept_keys
 from tests.conftest import TINY_MLP_GAN
 from tests.tensorboard_view import hparams_view, metric_values
 
@@ -56,6 +58,21 @@ def test_hyperparameters_are_flat_typed_and_start_with_the_overrides(
         "hydra.run.dir",
         "ckpt_path",
     ]
+
+
+def test_a_sweep_varies_its_sweeper_params_and_command_line_sweeps_only(tmp_path: Path) -> None:
+    task = ["model.optimizer_d.lr=1e-4,4e-4", "trainer.max_steps=300", "seed=range(1,3)"]
+    OmegaConf.save({"hydra": {"overrides": {"task": task}}}, tmp_path / "multirun.yaml")
+    hydra_cfg = OmegaConf.create(
+        {
+            "mode": RunMode.MULTIRUN,
+            "sweep": {"dir": str(tmp_path)},
+            "sweeper": {"params": {"model/loss": "choice(hinge,lsgan)"}},
+        }
+    )
+    assert swept_keys(hydra_cfg) == ["model/loss", "model.optimizer_d.lr", "seed"]
+    hydra_cfg.mode = RunMode.RUN
+    assert swept_keys(hydra_cfg) is None  # a single run: all its overrides count as varied
 
 
 def test_a_finished_run_is_listed_in_hparams_with_its_final_numbers(tiny_gan_run: Path) -> None:

@@ -64,7 +64,7 @@ def check_multirun_finished_every_job(root: Path) -> None:
     assert all(float(r["g_step"]) == 20 for r in rows)
     # TensorBoard's HPARAMS view of the sweep: one row per run, the swept key listed first
     experiment, groups = hparams_view(sweep / "tensorboard")
-    assert "model.optimizer_g.lr" in {h.name for h in experiment.hparam_infos if h.differs}
+    assert {h.name for h in experiment.hparam_infos if h.differs} == {"model.optimizer_g.lr"}
     lrs = sorted(g.hparams["model.optimizer_g.lr"].number_value for g in groups)
     assert lrs == [1e-4, 2e-4]
     assert all(metric_values(g)["final/g_step"] == 20 for g in groups)

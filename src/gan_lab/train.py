@@ -11,10 +11,14 @@ from omegaconf import DictConfig, OmegaConf
 
 from gan_lab.distributed import is_rank_zero
 from gan_lab.errors import UserError, run_cli
-from gan_lab.hparams import overridden_keys, run_hyperparameters
 from gan_lab.preflight import validate_config
-from gan_lab.sweep_summary import DIRECTIONS, write_run_metrics
-from gan_lab.utils import instantiate_callbacks, instantiate_loggers, print_and_save_config
+from gan_lab.sweep_summary import write_run_metrics
+from gan_lab.utils import (
+    instantiate_callbacks,
+    instantiate_loggers,
+    print_and_save_config,
+    run_summary_settings,
+)
 
 log = logging.getLogger(__name__)
 
@@ -29,28 +33,6 @@ def resolve_ckpt_path(ckpt_path: str | None, output_dir: Path) -> str | None:
     from gan_lab.checkpoint_io import resolve_resume_path  # imports torch
 
     return resolve_resume_path(ckpt_path, output_dir)
-
-
-def run_summary_settings(cfg: DictConfig) -> dict[str, Any]:
-    """What the RunSummary callback needs from Hydra: the run's overrides, group choices, objective."""
-    from hydra.core.hydra_config import HydraConfig
-
-    overrides: list[str] = []
-    choices: dict[str, Any] = {}
-    direction = "minimize"
-    if HydraConfig.initialized():  # gan-train; not when a test composes the config itself
-        hydra_cfg = HydraConfig.get()
-        overrides = list(hydra_cfg.overrides.task)
-        choices = dict(hydra_cfg.runtime.choices)
-        chosen = OmegaConf.select(hydra_cfg, "sweeper.direction", default=None)
-        if isinstance(chosen, str) and chosen.lower() in DIRECTIONS:
-            direction = chosen.lower()
-    return {
-        "hparams": run_hyperparameters(cfg, overrides, choices),
-        "varied": overridden_keys(overrides),
-        "optimized_metric": cfg.get("optimized_metric"),
-        "direction": direction,
-    }
 
 
 def train(cfg: DictConfig) -> dict[str, float]:

@@ -92,6 +92,13 @@ class GANProgressBar(ProgressBar):
     def is_enabled(self) -> bool:
         return self._enabled
 
+    def print(self, *args: Any, **kwargs: Any) -> None:
+        """Above the bar while it is drawn (``LightningModule.print`` lands here)."""
+        if self.progress is not None and self.progress.live.is_started:
+            self.progress.console.print(*args, **kwargs)
+        else:
+            print(*args, **kwargs)
+
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not self._enabled:
             return

@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 # the final numbers of every run (besides metrics/* and sweep/*), in the order of the columns
 FINAL_KEYS = ("loss/d", "loss/g", "D(x)", "D(G(z))", "g_step", "d_updates", "kimg")
 COMPARED_PREFIXES = ("metrics/", "sweep/")
+NOT_COMPARED = ("metrics/seconds",)  # what an evaluation cost, not a result
 DIRECTIONS = ("minimize", "maximize")
 
 
@@ -101,7 +102,8 @@ class RunSummary(L.Callback):
     # ------------------------------------------------------------------------------- end
     def summary_metrics(self, scalars: Mapping[str, float]) -> dict[str, float]:
         """``final/<key>`` for the compared keys (objective first), ``best/<objective>``."""
-        keys = [k for k in scalars if k.startswith(COMPARED_PREFIXES)] + list(FINAL_KEYS)
+        compared = [k for k in scalars if k.startswith(COMPARED_PREFIXES) and k not in NOT_COMPARED]
+        keys = compared + list(FINAL_KEYS)
         if self.optimized_metric:
             keys.insert(0, self.optimized_metric)
         summary: dict[str, float] = {}
