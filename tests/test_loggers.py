@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 from omegaconf import DictConfig
 
+import gan_lab.train
 from gan_lab import loggers
 from gan_lab.errors import UserError
+from gan_lab.hparams import run_hyperparameters
 from gan_lab.train import train
 from tests.conftest import TINY_MLP_GAN
 
@@ -43,11 +45,27 @@ def no_network(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
 
 
+def with_group_choices(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The hyperparameters gan-train gives under Hydra: with group choices (``model/loss``)."""
+    settings = gan_lab.train.run_summary_settings
+    choices = {"experiment": "mnist_mlp_gan", "data": "synthetic", "model/loss": "non_saturating"}
+
+    def under_hydra(cfg: DictConfig) -> dict:
+        return {**settings(cfg), "hparams": run_hyperparameters(cfg, ["model=gan"], choices)}
+
+    monkeypatch.setattr(gan_lab.train, "run_summary_settings", under_hydra)
+
+
 def test_mlflow_local_store_holds_scalars_grids_and_hyperparameters(
-    make_cfg: Callable[..., DictConfig], tmp_path: Path, no_network: None, one_cpu_thread: None
+    make_cfg: Callable[..., DictConfig],
+    tmp_path: Path,
+    no_network: None,
+    one_cpu_thread: None,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from mlflow.tracking import MlflowClient
 
+    with_group_choices(monkeypatch)
     train(make_cfg(*LOGGED_GAN, "logger=mlflow"))
     store = tmp_path / "run" / "mlruns"
     client = MlflowClient(store.resolve().as_uri())
@@ -57,7 +75,8 @@ def test_mlflow_local_store_holds_scalars_grids_and_hyperparameters(
     assert [m.step for m in history] == [0, 1, 2] and all(m.value > 0 for m in history)
     assert run.data.metrics["final/g_step"] == 3 and "final/D_x" in run.data.metrics  # D(x)
     assert run.data.params["model.optimizer_d.lr"] == "0.0004"
-    assert run.data.params["model.generator"] == "MLPGenerator"
+    assert run.data.params["model.generator._target_"] == "MLPGenerator"
+    assert run.data.params["model/loss"] == "non_saturating"  # beside "model/choice"
     images = [f.path for f in client.list_artifacts(run.info.run_id, "images")]
     assert any("samples~fixed_noise+step+2+" in p and p.endswith(".png") for p in images), images
 

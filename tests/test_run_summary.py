@@ -40,23 +40,36 @@ def test_hyperparameters_are_flat_typed_and_start_with_the_overrides(
         "~callbacks.progress_bar",
         "hydra.run.dir=/tmp/x",
         "+ckpt_path=auto",
+        "model=gan",
     ]
-    params = run_hyperparameters(cfg, overrides, {"experiment": "mnist_mlp_gan", "logger": "csv"})
-    assert list(params)[:4] == ["model.optimizer_d.lr", "model/loss", "ckpt_path", "experiment"]
+    choices = {"experiment": "mnist_mlp_gan", "logger": "csv", "data": "mnist", "model": "gan"}
+    params = run_hyperparameters(cfg, overrides, {**choices, "model/generator": "mlp"})
+    assert list(params)[:5] == [
+        "model.optimizer_d.lr",
+        "model/loss",
+        "ckpt_path",
+        "model/choice",
+        "experiment",
+    ]
     assert params["model.optimizer_d.lr"] == 4e-4 and params["model/loss"] == "hinge"
     assert params["ckpt_path"] == "auto" and "logger" not in params  # logger choice: not a knob
-    assert params["model.generator"] == "MLPGenerator" and params["model.optimizer_d"] == "Adam"
+    assert params["model/choice"] == "gan" and "model" not in params  # beside model/loss
+    assert params["model.generator._target_"] == "MLPGenerator"
+    assert params["model.optimizer_d._target_"] == "Adam"
     assert params["model.n_critic"] == 1 and params["data.batch_size"] == 64
     assert params["model.optimizer_d.betas"] == "[0.5, 0.999]" and params["seed"] == 42
     assert params["model.grad_clip_g"] == "null"
     assert all(isinstance(v, bool | int | float | str) for v in params.values())
     assert not {"data.data_dir", "data.cache_dir", "trainer.default_root_dir"} & set(params)
-    assert not any(k.endswith(("._target_", "._partial_")) or k.startswith("hydra") for k in params)
+    assert not any(k.endswith("._partial_") or k.startswith("hydra") for k in params)
+    # MLflow's file store: a parameter "model" would collide with the folder of "model/loss"
+    assert not [k for k in params if any(other.startswith(f"{k}/") for other in params)]
     assert overridden_keys(overrides) == [
         "model.optimizer_d.lr",
         "model/loss",
         "hydra.run.dir",
         "ckpt_path",
+        "model",
     ]
 
 
@@ -101,7 +114,7 @@ def test_a_finished_run_is_listed_in_hparams_with_its_final_numbers(tiny_gan_run
     )
     assert all(math.isfinite(v) for v in values.values())
     assert group.hparams["trainer.max_steps"].number_value == 4
-    assert group.hparams["model.generator"].string_value == "MLPGenerator"
+    assert group.hparams["model.generator._target_"].string_value == "MLPGenerator"
     assert [s.status for s in group.sessions] == [api_pb2.STATUS_SUCCESS]
 
 

@@ -6,8 +6,11 @@ One flat ``{key: bool | int | float | str}`` per run, the types every logger acc
   sweep varies), with their resolved values;
 - the config-group choices (``experiment``, ``model/generator``, ``data``, ...);
 - every setting of ``data``, ``model`` and ``trainer`` plus ``seed``, flattened with dots.
-  A ``_target_`` becomes its class name under the node's own key (``model.generator:
+  A ``_target_`` keeps its key with the class name as value (``model.generator._target_:
   MLPGenerator``); machine-specific paths and Hydra plumbing (``_partial_``) are left out.
+
+No key is a prefix of another at a ``/``: MLflow's file store keeps ``model/loss`` as a file
+``loss`` in a folder ``model``, which a parameter named ``model`` would collide with.
 
 Plain OmegaConf: the Hydra entry point passes the overrides and choices in.
 """
@@ -39,15 +42,15 @@ def scalar(value: Any) -> Scalar:
 
 
 def flatten(node: Any, prefix: str) -> dict[str, Scalar]:
-    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``; ``_target_`` names the node, ``_partial_`` is dropped."""
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``; ``_target_`` -> the class name; ``_partial_`` dropped."""
     if not isinstance(node, Mapping):
         return {prefix: scalar(node)}
     flat: dict[str, Scalar] = {}
     for key, value in node.items():
         if key == "_partial_":
             continue
-        if key == "_target_":
-            flat[prefix] = str(value).rsplit(".", 1)[-1]
+        if key == "_target_":  # the class name; its key never clashes with a group choice
+            flat[f"{prefix}._target_"] = str(value).rsplit(".", 1)[-1]
             continue
         flat.update(flatten(value, f"{prefix}.{key}"))
     return flat
@@ -95,7 +98,9 @@ def run_hyperparameters(
             params.setdefault(group, scalar(choice))
     for key, value in settings.items():
         params.setdefault(key, value)
-    return params
+    # a top-level group override (model=gan) beside model/loss: keep both, as files MLflow can write
+    clashing = {k for k in params if any(other.startswith(f"{k}/") for other in params)}
+    return {(f"{k}/choice" if k in clashing else k): v for k, v in params.items()}
 
 
 def overridden_keys(overrides: Sequence[str]) -> list[str]:
