@@ -13,6 +13,7 @@ import torch
 from omegaconf import DictConfig
 
 from gan_lab.callbacks.progress import GANProgressBar
+from gan_lab.errors import ConfigError
 from gan_lab.train import train
 from tests.conftest import TINY_MLP_GAN
 
@@ -76,3 +77,8 @@ def test_checkpoint_and_console_say_g_steps_d_updates_and_kimg(
     described = f"G step {G_STEPS}, {N_CRITIC * G_STEPS} D updates, {images / 1000:.1f} kimg"
     assert f"last.ckpt ({described})" in caplog.text  # the save line
     assert f"finished: {described}" in caplog.text
+
+
+def test_a_bad_refresh_rate_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match=r"callbacks.progress_bar.refresh_rate=0 is invalid"):
+        GANProgressBar(refresh_rate=0)

@@ -24,6 +24,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from gan_lab.errors import ConfigError
 from gan_lab.training.step_stats import latest_scalar
 
 
@@ -74,8 +75,10 @@ class GANProgressBar(ProgressBar):
 
     def __init__(self, refresh_rate: int = 20, scalars: tuple[str, ...] = ("loss/d", "loss/g")):
         super().__init__()
-        if refresh_rate < 1:
-            raise ValueError(f"callbacks.progress_bar.refresh_rate={refresh_rate!r} must be >= 1")
+        if not isinstance(refresh_rate, int) or refresh_rate < 1:
+            raise ConfigError(
+                "callbacks.progress_bar.refresh_rate", refresh_rate, "must be an integer >= 1"
+            )
         self.refresh_rate, self.scalars = refresh_rate, tuple(scalars)
         self._enabled = True
         self.progress: Progress | None = None
