@@ -72,7 +72,7 @@ def compose(setup_name: str, overrides: tuple[str, ...], workdir: str) -> Any:
         "data=synthetic",
         f"data.image_size={setup.image_size}",
         f"data.channels={setup.channels}",
-        "data.synthetic_size=16384",
+        "data.source.num_samples=16384",
         "callbacks=none",
         "trainer=gpu",
         "trainer.max_steps=1000000",
@@ -127,7 +127,7 @@ class Stopwatch:
 def run_plain(cfg: Any, watch: Stopwatch, bf16: bool, channels_last: bool) -> None:
     import hydra
 
-    from gan_lab.data.tensor_data import uint8_to_float
+    from gan_lab.data.transforms import uint8_to_float
 
     gan = classic_loop.plain_gan(cfg, bf16=bf16, channels_last=channels_last, device="cuda")
     dm = hydra.utils.instantiate(cfg.data)

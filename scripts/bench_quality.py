@@ -50,7 +50,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import classic_loop
-from gan_lab.data.tensor_data import float_to_uint8
+from gan_lab.data.transforms import float_to_uint8
 from gan_lab.metrics import ClassifierExtractor, InceptionExtractor, MetricSuite
 from gan_lab.metrics.classifier import default_classifier_path
 from gan_lab.metrics.runner import add_reference, reference_subset

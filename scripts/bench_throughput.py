@@ -98,7 +98,7 @@ def run_plain(setup: classic_loop.Setup, variant: str) -> None:
     """The hand-written loops."""
     import hydra
 
-    from gan_lab.data.tensor_data import uint8_to_float
+    from gan_lab.data.transforms import uint8_to_float
 
     kind, overrides = VARIANTS[variant]
     cfg = classic_loop.compose(setup, *overrides)

@@ -31,10 +31,10 @@ from torch import Tensor, nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import classic_loop
-from gan_lab.data.tensor_data import random_hflip, uint8_to_float
-from gan_lab.models.losses import get_loss
+from gan_lab.data.transforms import random_hflip, uint8_to_float
+from gan_lab.models.losses import NonSaturatingLoss
 
-LOSS = get_loss("non_saturating")
+LOSS = NonSaturatingLoss()
 VARIANTS = ("bf16", "bf16 channels_last", "fp32 next batch")
 
 

@@ -28,7 +28,10 @@ RULES = [
     ("activations", r"leaky_relu|relu \(|Tanh\.forward|Sigmoid\.forward"),
     ("optimizer step", r"_fused_adam|adam\.py|sgd\.py|optimizer\.py"),
     ("generator EMA", r"ema_update|gan_lab/models/ema\.py"),
-    ("data (fetch, slice, augment)", r"fetch|DataLoader|dataloader|tensor_data|augment\.py"),
+    (
+        "data (fetch, slice, augment)",
+        r"fetch|DataLoader|dataloader|tensor_loader|batch_sampler|transforms|augment\.py",
+    ),
     ("other inside training_step", r"training_step \(gan_lab|gan_lab/models/gan_module\.py"),
     ("Lightning / framework outside the step", r"lightning/"),
 ]

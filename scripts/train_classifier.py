@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from gan_lab.data import GANDataModule
+from gan_lab.data.sources import CIFAR10, MNIST, SyntheticShapes
 from gan_lab.metrics.classifier import (
     ClassifierSpec,
     SmallCNN,
@@ -31,6 +32,7 @@ from gan_lab.metrics.classifier import (
 log = logging.getLogger("train_classifier")
 
 # Native shape and augmentation per dataset: (image_size, channels, crop padding, horizontal flip)
+SOURCES = {"mnist": MNIST, "cifar10": CIFAR10, "synthetic": SyntheticShapes}
 DATASETS = {"mnist": (28, 1, 2, False), "cifar10": (32, 3, 4, True), "synthetic": (32, 3, 2, False)}
 
 
@@ -68,10 +70,14 @@ def accuracy(
 
 def train(args: argparse.Namespace) -> dict[str, object]:
     size, channels, pad, flip = DATASETS[args.dataset]
-    source = "cifar10" if args.dataset == "cifar10" else args.dataset
+    source = (
+        SOURCES[args.dataset](args.synthetic_size)
+        if args.dataset == "synthetic"
+        else SOURCES[args.dataset]()
+    )
     dm = GANDataModule(
         source=source, data_dir=args.data_dir, path=args.path, image_size=size, channels=channels,
-        cache_dir=args.cache_dir, synthetic_size=args.synthetic_size,
+        cache_dir=args.cache_dir,
     )  # fmt: skip
     train_set, test_set = dm.load_split("train"), dm.load_split("test")
     spec = ClassifierSpec(

@@ -40,10 +40,10 @@ FAST_OVERRIDES = (
 
 # A tiny MLP GAN on a small synthetic set, without the image-writing callbacks: seconds per run.
 TINY_MLP_GAN = (
-    "data.source=synthetic",
+    "data/source=synthetic",
     "data.channels=1",
     "data.image_size=16",
-    "data.synthetic_size=128",
+    "data.source.num_samples=128",
     "data.batch_size=16",
     "model.generator.latent_dim=16",
     "model.generator.width=32",
@@ -92,7 +92,7 @@ def data_overrides(dataset: str) -> list[str]:
     if dataset == "cifar10" and CIFAR_AVAILABLE:
         return [f"data.path={CIFAR_FOLDER}"]
     channels = 1 if dataset == "mnist" else 3
-    return ["data.source=synthetic", f"data.channels={channels}", "data.synthetic_size=512"]
+    return ["data/source=synthetic", f"data.channels={channels}", "data.source.num_samples=512"]
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -138,7 +138,7 @@ def tiny_gan_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     spec = ClassifierSpec("synthetic", 16, 1, 10, stem=4, widths=[8, 8])
     save_classifier(SmallCNN(spec), classifier, {})
     overrides = [
-        "data.source=synthetic", "data.synthetic_size=128", "data.batch_size=32", "data.image_size=16",
+        "data/source=synthetic", "data.source.num_samples=128", "data.batch_size=32", "data.image_size=16",
         "data.channels=1", "model.generator.width=8", "model.discriminator.width=8", "trainer.max_steps=4",
         "callbacks.sample_grid.every_n_steps=2", "callbacks.metrics.every_n_steps=2",
         "callbacks.metrics.n_samples=24", "callbacks.metrics.n_reference=32",

@@ -156,8 +156,8 @@ def test_bench_gpu_variants_compose_to_the_settings_their_names_promise(tmp_path
 
     for variant, (kind, overrides) in bench_gpu.VARIANTS.items():
         cfg = bench_gpu.compose("dcgan32", overrides, str(tmp_path))
-        assert (cfg.data.source, cfg.data.image_size, cfg.trainer.accelerator) == (
-            "synthetic",
+        assert (cfg.data.source._target_, cfg.data.image_size, cfg.trainer.accelerator) == (
+            "gan_lab.data.sources.SyntheticShapes",
             32,
             "gpu",
         )

@@ -35,9 +35,9 @@ def test_experiment_composes_and_instantiates(experiment: str, make_cfg) -> None
 
 def test_default_experiment_is_the_mnist_mlp_gan(make_cfg) -> None:
     cfg = make_cfg()
-    assert cfg.data.source == "mnist"
+    assert cfg.data.source._target_.endswith("sources.MNIST")
     assert cfg.model.generator._target_.endswith("MLPGenerator")
-    assert cfg.model.loss.name == "non_saturating"
+    assert cfg.model.loss._target_.endswith("losses.NonSaturatingLoss")
     assert cfg.model.optimizer_g.lr == pytest.approx(2e-4)
     assert list(cfg.model.optimizer_g.betas) == [0.5, 0.999]
 
@@ -52,7 +52,8 @@ def test_networks_swap_by_override(make_cfg) -> None:
 
 def test_cifar10_folder_override_keeps_the_experiment(make_cfg) -> None:
     cfg = make_cfg("experiment=cifar10_dcgan", "data.path=/somewhere/cifar10-jpg")
-    assert cfg.data.source == "cifar10" and cfg.data.path == "/somewhere/cifar10-jpg"
+    assert cfg.data.source._target_.endswith("sources.CIFAR10")
+    assert cfg.data.path == "/somewhere/cifar10-jpg"
     assert (cfg.data.image_size, cfg.data.channels) == (32, 3)
 
 

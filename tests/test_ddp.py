@@ -17,7 +17,8 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
-from gan_lab.data.tensor_data import EpochBatchSampler, uint8_to_float
+from gan_lab.data.batch_sampler import EpochBatchSampler
+from gan_lab.data.transforms import uint8_to_float
 from gan_lab.distributed import check_ddp_launch, is_rank_zero
 from gan_lab.errors import ConfigError
 from gan_lab.train import train
@@ -25,10 +26,10 @@ from gan_lab.training.noise import rank_noise
 from tests.conftest import compose_train_config
 
 TINY = (
-    "data.source=synthetic",
+    "data/source=synthetic",
     "data.image_size=8",
     "data.channels=1",
-    "data.synthetic_size=64",
+    "data.source.num_samples=64",
     "data.batch_size=8",
     "model.generator.latent_dim=8",
     "model.generator.width=4",

@@ -163,10 +163,10 @@ def test_metrics_callback_without_a_classifier_warns_once_and_skips(tmp_path: Pa
 
 
 def test_gan_eval_composes_precision_recall_with_its_k(tmp_path: Path) -> None:
-    from gan_lab.eval import metric_settings
+    from gan_lab.eval import chosen_metrics
 
     cfg = entry_cfg(
         "eval", tmp_path, "metrics=[fid,precision_recall]", "metrics.precision_recall.k=5"
     )
-    names, settings = metric_settings(cfg)
-    assert names == ["fid", "precision_recall"] and settings["nearest_k"] == 5
+    metrics = chosen_metrics(cfg)
+    assert [m.name for m in metrics] == ["fid", "precision_recall"] and metrics[1].k == 5

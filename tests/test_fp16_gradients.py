@@ -24,8 +24,8 @@ CLIP = 1e-3
 
 def tiny_gan(make_cfg, sgd: bool = True) -> tuple[L.LightningModule, L.LightningDataModule]:
     cfg = make_cfg(
-        "data.source=synthetic",
-        "data.synthetic_size=64",
+        "data/source=synthetic",
+        "data.source.num_samples=64",
         "data.batch_size=16",
         "data.image_size=16",
         "data.channels=1",

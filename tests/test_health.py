@@ -14,7 +14,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 import gan_lab.train as train_module
 from gan_lab.callbacks.health_monitor import HealthMonitor, HealthSignals
 from gan_lab.data.sources import synthetic_shapes
-from gan_lab.data.tensor_data import uint8_to_float
+from gan_lab.data.transforms import uint8_to_float
 from gan_lab.training.recovery import TrainingStopped
 from tests.conftest import TINY_MLP_GAN, compose_train_config
 

@@ -7,8 +7,17 @@ import math
 import pytest
 import torch
 
-from gan_lab.errors import ConfigError
-from gan_lab.models.losses import LOSSES, discriminator_score, get_loss
+from gan_lab.models.losses import AdversarialLoss, discriminator_score
+from tests import zoo
+from tests.conftest import compose_train_config
+
+# every loss of the zoo, built from its YAML (configs/model/loss/<name>.yaml) as training builds it
+LOSSES = {name: zoo.build_loss(name) for name in zoo.names("loss")}
+
+
+def get_loss(name: str) -> AdversarialLoss:
+    return LOSSES[name]
+
 
 # real scored as real (1), fake as fake (0): the target codes shared by all five losses' orderings
 CONFIDENT_D = (torch.ones(4), torch.zeros(4))
@@ -107,6 +116,24 @@ def test_d_score_is_a_probability_only_for_logistic_losses() -> None:
     assert float(discriminator_score(logits + 3, get_loss("hinge"))) == pytest.approx(3.0)
 
 
-def test_unknown_loss_names_the_key_and_the_choices() -> None:
-    with pytest.raises(ConfigError, match=r"model\.loss\.name='bce'.*hinge"):
-        get_loss("bce")
+def test_unknown_loss_names_the_choices(tmp_path) -> None:
+    with pytest.raises(Exception, match=r"(?s)model/loss/bce.*Available options.*hinge"):
+        compose_train_config(["model/loss=bce"], tmp_path)
+
+
+@pytest.mark.parametrize("name", list(LOSSES))
+def test_each_loss_says_what_it_is(name: str) -> None:
+    """The properties other modules read instead of a loss's name."""
+    loss = get_loss(name)
+    assert loss.name == name
+    logistic = name in ("minimax", "non_saturating")
+    assert loss.outputs_probability == logistic
+    assert loss.bounded_below == (name != "wasserstein")  # the critic's gap has no floor
+    assert loss.needs_lipschitz == (name == "wasserstein")
+    assert not loss.relativistic
+    # a bounded-below loss is >= 0 at any logits (the health monitor's D-loss floor relies on it)
+    logits = torch.linspace(-20, 20, 41)
+    if loss.bounded_below:
+        assert float(loss.d_loss(logits, logits.flip(0))) >= 0.0
+    else:
+        assert float(loss.d_loss(logits.abs(), -logits.abs())) < 0.0

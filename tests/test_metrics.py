@@ -12,7 +12,7 @@ import torch
 from scipy import linalg
 
 from gan_lab.data import GANDataModule
-from gan_lab.data.sources import ImageSet
+from gan_lab.data.sources import CIFAR10, MNIST, ImageSet
 from gan_lab.errors import ConfigError, UserError
 from gan_lab.metrics.classifier import (
     ClassifierSpec,
@@ -21,10 +21,13 @@ from gan_lab.metrics.classifier import (
     load_classifier,
     save_classifier,
 )
+from gan_lab.metrics.classifier_metrics import coverage_stats
 from gan_lab.metrics.features import InceptionExtractor, resolve_inception_weights
+from gan_lab.metrics.inception_metrics import IS, KID
 from gan_lab.metrics.reference import reference_cache_file, reference_features
+from gan_lab.metrics.registry import GeneratorMetric
 from gan_lab.metrics.runner import rank_share
-from gan_lab.metrics.suite import MetricSuite, coverage_stats, flat_scalars
+from gan_lab.metrics.suite import MetricSuite, flat_scalars
 from tests.conftest import CIFAR_AVAILABLE, CIFAR_FOLDER, DATA_DIR, MNIST_AVAILABLE
 
 FID_WEIGHTS = os.environ.get("GAN_FID_WEIGHTS")
@@ -74,15 +77,15 @@ def images(n: int, seed: int, shift: int = 0) -> torch.Tensor:
     return (torch.randint(0, 200, (n, 1, 4, 4), generator=g) + shift).clamp(0, 255).to(torch.uint8)
 
 
-def suite_for(names: list[str], extractor: ProjectionExtractor, **kw: object) -> MetricSuite:
-    key = "classifier" if names[0].startswith("class") else "inception"
-    return MetricSuite(names, {key: extractor}, **kw)
+def suite_for(names: list[str | GeneratorMetric], extractor: ProjectionExtractor) -> MetricSuite:
+    key = "classifier" if str(names[0]).startswith("class") else "inception"
+    return MetricSuite(names, {key: extractor})
 
 
 def test_fid_and_kid_match_numpy_scipy() -> None:
     ext = ProjectionExtractor(16)
     real, fake = images(300, 0), images(300, 1, shift=40)
-    suite = suite_for(["fid", "kid"], ext, kid_subsets=1, kid_subset_size=300)
+    suite = suite_for(["fid", KID(subsets=1, subset_size=300)], ext)
     suite.add_real(real)
     for chunk in fake.split(128):  # batching must not change the result
         suite.add_fake(chunk)
@@ -107,10 +110,10 @@ def test_two_ranks_give_the_single_process_numbers() -> None:
     """Each 'rank' adds a disjoint share; merging the states (what DDP sync does) is exact."""
     ext = ProjectionExtractor(16)
     real, fake = images(77, 4), images(77, 5, shift=20)
-    single = suite_for(["fid", "kid"], ext, kid_subsets=1, kid_subset_size=77)
+    single = suite_for(["fid", KID(subsets=1, subset_size=77)], ext)
     single.add_real(real)
     single.add_fake(fake)
-    ranks = [suite_for(["fid", "kid"], ext, kid_subsets=1, kid_subset_size=77) for _ in range(2)]
+    ranks = [suite_for(["fid", KID(subsets=1, subset_size=77)], ext) for _ in range(2)]
     start = 0
     for rank, suite in enumerate(ranks):
         n = rank_share(len(fake), rank, 2)
@@ -218,7 +221,7 @@ needs_fid_weights = pytest.mark.skipif(
 def test_inception_score_is_unavailable_without_a_classifier_head() -> None:
     ext = ProjectionExtractor(16)
     ext.has_classifier_head = False  # as with the offline FID weights, whose fc is NaN
-    suite = MetricSuite(["is"], {"inception": ext}, is_splits=1)
+    suite = MetricSuite([IS(splits=1)], {"inception": ext})
     suite.add_fake(images(4, 9))
     res = suite.compute()["is"]
     assert res.values == {"is": None, "is_std": None} and "classifier head" in res.reason
@@ -227,7 +230,7 @@ def test_inception_score_is_unavailable_without_a_classifier_head() -> None:
 
 def test_inception_score_of_confident_diverse_logits_is_the_number_of_classes() -> None:
     ext = ProjectionExtractor(16, num_classes=4)
-    suite = MetricSuite(["is"], {"inception": ext}, is_splits=1)
+    suite = MetricSuite([IS(splits=1)], {"inception": ext})
     suite.metrics["is"].update(torch.eye(4).repeat(5, 1).double() * 50)
     assert suite.compute()["is"].values["is"] == pytest.approx(4.0, rel=1e-6)
 
@@ -261,7 +264,7 @@ def test_committed_classifier_reaches_its_accuracy_on_the_real_test_split(
     model = load_classifier(path)
     spec = model.spec
     dm = GANDataModule(
-        dataset,
+        {"mnist": MNIST, "cifar10": CIFAR10}[dataset](),
         data_dir=str(DATA_DIR),
         path=str(CIFAR_FOLDER) if dataset == "cifar10" else None,
         image_size=spec.image_size,

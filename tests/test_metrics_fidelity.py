@@ -13,7 +13,9 @@ import torch
 from torch.utils.data import Dataset
 
 from gan_lab.data import GANDataModule
+from gan_lab.data.sources import CIFAR10, SyntheticShapes
 from gan_lab.metrics.features import InceptionExtractor
+from gan_lab.metrics.inception_metrics import KID
 from gan_lab.metrics.suite import MetricSuite
 from tests.conftest import CIFAR_AVAILABLE, CIFAR_FOLDER
 
@@ -36,9 +38,9 @@ class Uint8Images(Dataset):
 
 def two_real_sets() -> tuple[torch.Tensor, torch.Tensor]:
     if CIFAR_AVAILABLE:
-        dm = GANDataModule(source="cifar10", path=str(CIFAR_FOLDER), image_size=32, channels=3)
+        dm = GANDataModule(source=CIFAR10(), path=str(CIFAR_FOLDER), image_size=32, channels=3)
     else:
-        dm = GANDataModule(source="synthetic", image_size=32, channels=3, synthetic_size=4 * N)
+        dm = GANDataModule(source=SyntheticShapes(4 * N), image_size=32, channels=3)
     return dm.load_split("train").images[:N], dm.load_split("test").images[:N]
 
 
@@ -49,10 +51,7 @@ def test_fid_and_kid_match_torch_fidelity_calculate_metrics() -> None:
 
     a, b = two_real_sets()
     suite = MetricSuite(
-        ["fid", "kid"],
-        {"inception": InceptionExtractor(FID_WEIGHTS)},
-        kid_subsets=1,
-        kid_subset_size=N,
+        ["fid", KID(subsets=1, subset_size=N)], {"inception": InceptionExtractor(FID_WEIGHTS)}
     )
     suite.add_real(a)
     suite.add_fake(b)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from itertools import product
+
 import pytest
 import torch
 from torch import nn
@@ -9,6 +11,7 @@ from torch import nn
 from gan_lab.errors import ConfigError
 from gan_lab.models.ema import GeneratorEMA
 from gan_lab.models.gan_module import GANModule
+from gan_lab.models.nets.contract import Discriminator, Generator, NetworkArgumentError
 from gan_lab.models.nets.dcgan import DCGANDiscriminator, DCGANGenerator
 from gan_lab.models.nets.layers import ConditionalBatchNorm2d, ProjectionHead, apply_spectral_norm
 from gan_lab.models.nets.mlp import MLPDiscriminator, MLPGenerator
@@ -138,21 +141,55 @@ def test_conditional_generator_learns_class_dependent_outputs() -> None:
 
 
 @pytest.mark.parametrize(
-    ("make", "key"),
+    ("make", "argument"),
     [
-        (lambda: ResNetGenerator(image_size=28), "data.image_size"),
-        (lambda: ResNetDiscriminator(image_size=48), "data.image_size"),
-        (lambda: ResNetGenerator(num_classes=None), "model.generator.num_classes"),
-        (lambda: ResNetDiscriminator(num_classes=-2), "model.discriminator.num_classes"),
-        (lambda: ResNetDiscriminator(num_classes=None), "model.discriminator.num_classes"),
-        (lambda: ResNetGenerator(image_size=64, width=8), "model.generator.width"),
-        (lambda: ResNetDiscriminator(channels=2), "data.channels"),
+        (lambda: ResNetGenerator(image_size=28), "image_size"),
+        (lambda: ResNetDiscriminator(image_size=48), "image_size"),
+        (lambda: ResNetGenerator(num_classes=None), "num_classes"),
+        (lambda: ResNetDiscriminator(num_classes=-2), "num_classes"),
+        (lambda: ResNetDiscriminator(num_classes=None), "num_classes"),
+        (lambda: ResNetGenerator(image_size=64, width=8), "width"),
+        (lambda: ResNetDiscriminator(channels=2), "channels"),
+        (lambda: DCGANGenerator(image_size=48), "image_size"),
+        (lambda: MLPGenerator(latent_dim=0), "latent_dim"),
     ],
 )
-def test_impossible_networks_are_config_errors(make, key: str) -> None:
-    with pytest.raises(ConfigError) as info:
+def test_impossible_networks_name_their_own_argument(make, argument: str) -> None:
+    """Plain modules know no config keys: the entry point maps the argument to one."""
+    with pytest.raises(NetworkArgumentError) as info:
         make()
-    assert info.value.key == key
+    assert info.value.argument == argument
+    assert not isinstance(info.value, ConfigError)
+
+
+PROBE_SIZES = (16, 24, 28, 32, 48, 64, 128, 256)
+NETWORKS = [
+    (MLPGenerator, MLPDiscriminator, set(PROBE_SIZES)),
+    (DCGANGenerator, DCGANDiscriminator, {16, 32, 64, 128, 256}),
+    (ResNetGenerator, ResNetDiscriminator, {32, 64}),
+]
+
+
+@pytest.mark.parametrize(("g_cls", "d_cls", "sizes"), NETWORKS)
+def test_networks_follow_the_contract_and_build_what_they_support(g_cls, d_cls, sizes) -> None:
+    """``supports`` (asked of the class) agrees with what the constructor builds."""
+    assert g_cls.supports(32, 2) is not None and d_cls.supports(32, 2) is not None
+    for size, channels in product(PROBE_SIZES, (1, 3)):
+        reason = g_cls.supports(size, channels)
+        assert (reason is None) == (size in sizes), (g_cls, size, reason)
+        assert d_cls.supports(size, channels) == reason
+        if reason is not None:
+            for cls in (g_cls, d_cls):
+                with pytest.raises(NetworkArgumentError, match=f"image_size={size} is invalid"):
+                    cls(image_size=size, channels=channels)
+        elif size <= 64:
+            g = g_cls(latent_dim=8, image_size=size, channels=channels, width=16)
+            d = d_cls(image_size=size, channels=channels, width=16)
+            assert isinstance(g, Generator) and isinstance(d, Discriminator)
+            assert (g.latent_dim, g.num_classes, d.num_classes) == (8, 0, 0)
+            images = g(torch.randn(2, 8), None)
+            assert images.shape == (2, channels, size, size)
+            assert d(images, None).shape == (2,)
 
 
 # ------------------------------------------------------------------------------- generator EMA

@@ -23,10 +23,10 @@ pytestmark = pytest.mark.usefixtures("one_cpu_thread")
 # Tiny MLP GAN on a small synthetic set: 256 images / batch 32 = 8 batches per epoch, with
 # horizontal flips (the global RNG matters), EMA on and a linear LR schedule (schedulers matter).
 TINY = (
-    "data.source=synthetic",
+    "data/source=synthetic",
     "data.channels=1",
     "data.image_size=16",
-    "data.synthetic_size=256",
+    "data.source.num_samples=256",
     "data.batch_size=32",
     "data.hflip=true",
     "model.generator.latent_dim=16",

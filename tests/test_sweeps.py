@@ -19,7 +19,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, OmegaConf
 
-from gan_lab.callbacks.sample_distance import sliced_wasserstein
+from gan_lab.metrics.sliced_wasserstein import sliced_wasserstein
 from gan_lab.sweep_summary import main as summary_main
 from gan_lab.sweep_summary import summarize
 from gan_lab.train import CONFIG_PATH, main, run

@@ -11,8 +11,10 @@ import torch
 from torchvision.io import write_png
 
 from gan_lab.data import GANDataModule
+from gan_lab.data.batch_sampler import EpochBatchSampler
 from gan_lab.data.folder_data import ImageFileDataset
-from gan_lab.data.tensor_data import EpochBatchSampler, TensorImageDataset
+from gan_lab.data.sources import MNIST, ImageFolder, SyntheticShapes
+from gan_lab.data.tensor_loader import TensorImageDataset
 from gan_lab.errors import ConfigError
 from tests.conftest import DATA_DIR, requires_mnist
 
@@ -37,7 +39,7 @@ def _write_folder(root: Path, sizes: list[tuple[int, int]], classes: int = 2) ->
 
 def _folder_datamodule(root: Path, **kwargs: object) -> GANDataModule:
     """A datamodule over a folder of 16x16 RGB test images."""
-    return GANDataModule(source="image_folder", path=str(root), image_size=16, channels=3, **kwargs)
+    return GANDataModule(source=ImageFolder(), path=str(root), image_size=16, channels=3, **kwargs)
 
 
 def _all_batches(dm: GANDataModule, epoch: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -118,19 +120,19 @@ def test_folder_images_and_labels_match_torchvision_image_folder(tmp_path: Path)
 
 @requires_mnist
 def test_mnist_batches_equal_torchvision_totensor_normalize() -> None:
-    from torchvision.datasets import MNIST
+    from torchvision import datasets
     from torchvision.transforms import Compose, Normalize, ToTensor
 
     assert DATA_DIR is not None
     dm = GANDataModule(
-        source="mnist",
+        source=MNIST(),
         data_dir=str(DATA_DIR),
         image_size=28,
         channels=1,
         batch_size=32,
         cache_dir=os.environ.get("GAN_CACHE_DIR"),
     )
-    classic = MNIST(
+    classic = datasets.MNIST(
         str(DATA_DIR), train=True, transform=Compose([ToTensor(), Normalize([0.5], [0.5])])
     )
     loader = dm.train_dataloader()
@@ -146,7 +148,7 @@ def test_mnist_batches_equal_torchvision_totensor_normalize() -> None:
 def test_large_folders_stream_per_sample_with_the_same_batches_as_in_memory(tmp_path: Path) -> None:
     _write_folder(tmp_path / "imgs", [(24, 24), (30, 24), (24, 40)] * 6, classes=3)
     common = dict(
-        source="image_folder",
+        source=ImageFolder(),
         path=str(tmp_path / "imgs"),
         image_size=16,
         channels=3,
@@ -170,7 +172,7 @@ def test_large_folders_stream_per_sample_with_the_same_batches_as_in_memory(tmp_
 
 def test_negative_in_memory_threshold_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match=r"data\.in_memory_max_images"):
-        GANDataModule(source="synthetic", in_memory_max_images=-1)
+        GANDataModule(source=SyntheticShapes(), in_memory_max_images=-1)
 
 
 def _attach_device(dm: GANDataModule, device: str) -> None:
@@ -182,7 +184,7 @@ def _attach_device(dm: GANDataModule, device: str) -> None:
 def test_on_device_gathers_batches_where_the_trainer_runs_without_pinning() -> None:
     # "meta" stands in for a GPU on a CPU-only machine: a batch that went through host memory,
     # or a pin_memory call on it, would not come out on the meta device
-    dm = GANDataModule(source="synthetic", batch_size=8, on_device=True, pin_memory=True)
+    dm = GANDataModule(source=SyntheticShapes(), batch_size=8, on_device=True, pin_memory=True)
     _attach_device(dm, "meta")
     dm.setup("fit")
     images, labels = next(iter(dm.train_dataloader()))
@@ -193,7 +195,7 @@ def test_on_device_gathers_batches_where_the_trainer_runs_without_pinning() -> N
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_on_device_batches_on_the_gpu_equal_the_host_batches() -> None:
-    common = dict(source="synthetic", batch_size=16, channels=3, hflip=False, seed=3)
+    common = dict(source=SyntheticShapes(), batch_size=16, channels=3, hflip=False, seed=3)
     host, gpu = GANDataModule(**common), GANDataModule(**common, on_device=True)
     _attach_device(host, "cpu")
     _attach_device(gpu, "cuda")
@@ -209,11 +211,11 @@ def test_on_device_batches_on_the_gpu_equal_the_host_batches() -> None:
 
 
 def test_on_device_with_loader_workers_is_a_config_error_on_an_accelerator_only() -> None:
-    on_cpu = GANDataModule(source="synthetic", on_device=True, num_workers=2)
+    on_cpu = GANDataModule(source=SyntheticShapes(), on_device=True, num_workers=2)
     _attach_device(on_cpu, "cpu")
     on_cpu.setup("fit")  # a no-op on CPU: workers keep working
     assert on_cpu.train_set is not None and on_cpu.train_set.images.device.type == "cpu"
-    on_gpu = GANDataModule(source="synthetic", on_device=True, num_workers=2)
+    on_gpu = GANDataModule(source=SyntheticShapes(), on_device=True, num_workers=2)
     _attach_device(on_gpu, "meta")
     with pytest.raises(ConfigError, match=r"data\.num_workers.*data\.on_device"):
         on_gpu.setup("fit")

@@ -62,7 +62,10 @@ MALFORMED = [
         ["trainer.max_steps=-1", "trainer.max_epochs=-1"],
         "trainer.max_steps=-1 is invalid: with trainer.max_epochs",
     ),
-    (["data.source=synthetic", "data.synthetic_size=16"], "data.synthetic_size=16 is invalid"),
+    (
+        ["data/source=synthetic", "data.source.num_samples=16"],
+        "data.source.num_samples=16 is invalid",
+    ),
     (["ckpt_path=/no/such/file.ckpt"], "ckpt_path='/no/such/file.ckpt' is invalid"),
 ]
 
@@ -148,7 +151,7 @@ def test_read_only_output_dir_is_a_clear_error(
     if os.geteuid() == 0:  # root writes anywhere: let the permission check see what a user would
         real_access = os.access
         monkeypatch.setattr(
-            "gan_lab.preflight_checks.os.access",
+            "gan_lab.preflight.run_dir.os.access",
             lambda p, m: Path(p) != locked and real_access(p, m),
         )
     err = expect_one_line_error(compose_train_config([], locked / "run"), capsys)
@@ -174,3 +177,20 @@ def test_the_real_cli_refuses_an_existing_run_dir(workspace: Path) -> None:
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "already holds a run" in result.stderr
     assert tree_state(old / "checkpoints") == before
+
+
+def test_gan_train_validates_once_and_builds_everything_before_writing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Constructors own their arguments, so they run before the config is saved."""
+    import gan_lab.train as train_module
+
+    calls: list[str] = []
+    record = lambda name, result=None: lambda *a: calls.append(name) or result  # noqa: E731
+    monkeypatch.setattr(train_module, "validate_config", record("validate"))
+    monkeypatch.setattr(train_module, "build_run", record("build", "parts"))
+    monkeypatch.setattr(train_module, "print_and_save_config", record("save config"))
+    monkeypatch.setattr(train_module, "fit", record("fit", {}))
+    monkeypatch.setattr(train_module, "write_run_metrics", record("write metrics"))
+    train_module.train_and_record(compose_train_config([], tmp_path / "run"))
+    assert calls == ["validate", "build", "save config", "fit", "write metrics"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import math
+import shutil
 import time
 from itertools import product
 from pathlib import Path
@@ -14,20 +15,14 @@ import pytest
 import torch
 
 from gan_lab.errors import ConfigError, find_user_error
-from gan_lab.train import train
+from gan_lab.train import CONFIG_PATH, train
+from gan_lab.utils import instantiate_model
+from tests import zoo
 from tests.conftest import CIFAR_AVAILABLE, MNIST_AVAILABLE
 
 pytestmark = pytest.mark.usefixtures("one_cpu_thread")
 
 
-LOSSES = ("minimax", "non_saturating", "hinge", "lsgan", "wasserstein")
-# (generator, discriminator) pairs; the conditional pair only works as a pair
-UNCONDITIONAL = ("mlp", "dcgan", "resnet")
-PAIRS = [*product(UNCONDITIONAL, UNCONDITIONAL), ("resnet_cbn", "resnet_proj")]
-# (name, image_size, channels): MNIST at its native 28 and padded-to-power-of-two 32, CIFAR-10
-DATASETS = (("mnist28", 28, 1), ("mnist32", 32, 1), ("cifar10", 32, 3))
-# tiny widths keep a 5-step run well under a second per combination
-WIDTHS = {"mlp": 4, "dcgan": 4, "resnet": 8, "resnet_cbn": 8, "resnet_proj": 8}
 QUIET = (
     "~callbacks.model_checkpoint",
     "~callbacks.sample_grid",
@@ -37,41 +32,17 @@ QUIET = (
 )
 
 
-def _supports(net: str, image_size: int) -> bool:
-    return net == "mlp" or image_size == 32
-
-
-def all_combos() -> list[tuple[str, str, str, tuple[str, int, int]]]:
-    """Every meant-to-work (generator, discriminator, loss, dataset)."""
-    return [
-        (g, d, loss, data)
-        for (g, d), data, loss in product(PAIRS, DATASETS, LOSSES)
-        if _supports(g, data[1]) and _supports(d, data[1])
-    ]
-
-
-def fast_combos() -> list[tuple[str, str, str, tuple[str, int, int]]]:
-    """One run per pair, cycling losses and datasets so each loss, pair and dataset is met at
-    least once (the full product, 105 runs, is the slow test below)."""
-    out = []
-    for i, (g, d) in enumerate(PAIRS):
-        sized = [data for data in DATASETS if _supports(g, data[1]) and _supports(d, data[1])]
-        out.append((g, d, LOSSES[i % len(LOSSES)], sized[i % len(sized)]))
-    return out
-
-
 def zoo_overrides(g: str, d: str, loss: str, data: tuple[str, int, int]) -> list[str]:
     _, size, channels = data
     return [
         f"model/generator={g}",
         f"model/discriminator={d}",
         f"model/loss={loss}",
-        f"model.generator.width={WIDTHS[g]}",
-        f"model.discriminator.width={WIDTHS[d]}",
-        "data.source=synthetic",
+        *zoo.tiny_overrides(g, d),
+        "data/source=synthetic",
         f"data.image_size={size}",
         f"data.channels={channels}",
-        "data.synthetic_size=64",
+        "data.source.num_samples=64",
         "data.batch_size=8",
         "trainer.max_steps=5",
         *QUIET,
@@ -86,28 +57,63 @@ def _run(make_cfg, overrides: list[str]) -> dict[str, float]:
     return metrics
 
 
-def _id(combo: tuple[str, str, str, tuple[str, int, int]]) -> str:
+def _id(combo: zoo.Combo) -> str:
     g, d, loss, data = combo
     return f"{g}-{d}-{loss}-{data[0]}"
 
 
-@pytest.mark.parametrize("combo", fast_combos(), ids=_id)
+@pytest.mark.parametrize("combo", zoo.fast_combos(), ids=_id)
 def test_meant_to_work_combination_trains_5_steps(combo, make_cfg) -> None:
     _run(make_cfg, zoo_overrides(*combo))
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("combo", all_combos(), ids=_id)
+@pytest.mark.parametrize("combo", zoo.all_combos(), ids=_id)
 def test_every_loss_with_every_combination_trains_5_steps(combo, make_cfg) -> None:
     _run(make_cfg, zoo_overrides(*combo))
 
 
 def test_the_fast_selection_covers_every_loss_pair_and_dataset() -> None:
-    fast = fast_combos()
-    assert set(fast) <= set(all_combos())
-    assert {c[2] for c in fast} == set(LOSSES)
-    assert {(c[0], c[1]) for c in fast} == set(PAIRS)
-    assert {c[3][0] for c in fast} == {name for name, _, _ in DATASETS}
+    fast = zoo.fast_combos()
+    assert set(fast) <= set(zoo.all_combos())
+    assert {c[2] for c in fast} == set(zoo.names("loss"))
+    assert {(c[0], c[1]) for c in fast} == {(g.name, d.name) for g, d in zoo.pairs()}
+    assert {c[3][0] for c in fast} == {name for name, _, _ in zoo.DATASETS}
+
+
+def test_the_zoo_is_read_from_the_configs() -> None:
+    """Today's zoo, as the YAMLs and the networks' ``supports`` define it (more may be added)."""
+    losses = {"hinge", "lsgan", "minimax", "non_saturating", "wasserstein"}
+    assert set(zoo.names("loss")) >= losses
+    unconditional = ("dcgan", "mlp", "resnet")
+    today = {*product(unconditional, unconditional), ("resnet_cbn", "resnet_proj")}
+    assert {(g.name, d.name) for g, d in zoo.pairs()} >= today
+    assert ("resnet_cbn", "resnet") not in {(g.name, d.name) for g, d in zoo.pairs()}
+    # mlp-mlp at all three shapes, every other pair at 32x32 only (the conv nets' supports)
+    combos = [c for c in zoo.all_combos() if c[2] in losses and (c[0], c[1]) in today]
+    assert len(combos) == (1 * 3 + 9 * 2) * 5
+    assert {c[3][0] for c in combos if c[0] == "mlp" and c[1] == "mlp"} == {
+        "mnist28",
+        "mnist32",
+        "cifar10",
+    }
+
+
+def test_a_copied_yaml_adds_zoo_cases_with_no_test_edited(tmp_path: Path) -> None:
+    configs = tmp_path / "configs"
+    shutil.copytree(CONFIG_PATH, configs)
+    shutil.copy(configs / "model/loss/hinge.yaml", configs / "model/loss/hinge2.yaml")
+    shutil.copy(configs / "model/generator/dcgan.yaml", configs / "model/generator/dcgan2.yaml")
+    before, after = set(zoo.all_combos()), set(zoo.all_combos(configs))
+    like_hinge = {(g, d, "hinge2", data) for g, d, loss, data in after if loss == "hinge"}
+    like_dcgan = {("dcgan2", d, loss, data) for g, d, loss, data in after if g == "dcgan"}
+    assert before <= after
+    assert after - before == like_hinge | like_dcgan
+    # DCGAN builds 32x32, not 28x28: the copy is tested where the class says it works
+    assert {c[3][0] for c in like_dcgan} == {"mnist32", "cifar10"}
+    assert len({c for c in like_hinge if c[0] != "dcgan2"}) == len(before) // len(zoo.names("loss"))
+    fast = zoo.fast_combos(configs)
+    assert "hinge2" in {c[2] for c in fast} and "dcgan2" in {c[0] for c in fast}
 
 
 @pytest.mark.parametrize(
@@ -139,7 +145,7 @@ def test_the_fast_selection_covers_every_loss_pair_and_dataset() -> None:
 def test_regularizers_augmentation_and_spectral_norm_train(
     extra: list[str], dataset: str, make_cfg
 ) -> None:
-    data = next(d for d in DATASETS if d[0] == dataset)
+    data = next(d for d in zoo.DATASETS if d[0] == dataset)
     overrides = zoo_overrides("resnet", "resnet", "hinge", data)
     metrics = _run(make_cfg, [*overrides, *extra])
     if any("regularizer" in e for e in extra):
@@ -149,7 +155,7 @@ def test_regularizers_augmentation_and_spectral_norm_train(
 def _instantiate_error(make_cfg, overrides: list[str]) -> ConfigError:
     cfg = make_cfg(*overrides)
     with pytest.raises(Exception) as info:
-        hydra.utils.instantiate(cfg.model)
+        instantiate_model(cfg.model)
     error = find_user_error(info.value)
     assert isinstance(error, ConfigError), info.value
     return error
@@ -160,7 +166,7 @@ def _instantiate_error(make_cfg, overrides: list[str]) -> ConfigError:
     [
         ("resnet", "resnet_proj", 32, [], "model.discriminator.num_classes"),
         ("resnet_cbn", "resnet", 32, [], "model.discriminator.num_classes"),
-        ("resnet_cbn", "resnet_proj", 32, ["data.num_classes=null"], "model.generator.num_classes"),
+        ("resnet_cbn", "resnet_proj", 32, ["data.num_classes=null"], "data.num_classes"),
         ("resnet", "resnet", 28, [], "data.image_size"),
         ("dcgan", "mlp", 28, [], "data.image_size"),
         ("mlp", "resnet", 64 + 1, [], "data.image_size"),
@@ -189,7 +195,7 @@ def test_incompatible_combination_is_a_config_error(g, d, size, extra, key, make
 
 
 def test_linear_lr_decay_and_two_time_scales(make_cfg, tmp_path) -> None:
-    overrides = zoo_overrides("mlp", "mlp", "hinge", DATASETS[0])
+    overrides = zoo_overrides("mlp", "mlp", "hinge", zoo.DATASETS[0])
     lrs = ["model.optimizer_g.lr=1e-4", "model.optimizer_d.lr=4e-4"]
     cfg = make_cfg(
         *[o for o in overrides if o != "~logger"], *lrs, "model.lr_schedule=linear", "logger=csv"

@@ -5,9 +5,10 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 log = logging.getLogger(__name__)
+E = TypeVar("E", bound=BaseException)
 
 
 class UserError(ValueError):
@@ -26,16 +27,21 @@ class DataNotFoundError(UserError):
     """A dataset is missing and could not be downloaded."""
 
 
-def find_user_error(exc: BaseException) -> UserError | None:
-    """Walk the cause chain (Hydra wraps constructor errors) to the user's mistake, if any."""
+def find_cause(exc: BaseException, kind: type[E]) -> E | None:
+    """Walk the cause chain (Hydra wraps constructor errors) to the first ``kind`` error, if any."""
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
-        if isinstance(current, UserError):
+        if isinstance(current, kind):
             return current
         seen.add(id(current))
         current = current.__cause__ or current.__context__
     return None
+
+
+def find_user_error(exc: BaseException) -> UserError | None:
+    """The user's mistake behind ``exc``, if any."""
+    return find_cause(exc, UserError)
 
 
 def run_cli(prog: str, task: Callable[[Any], Any], cfg: Any) -> Any:

@@ -14,19 +14,16 @@ from pathlib import Path
 from typing import Any
 
 import hydra
+from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf
 
-from gan_lab.errors import ConfigError, UserError, run_cli
+from gan_lab.errors import ConfigError, UserError, find_user_error, run_cli
 from gan_lab.metrics.classifier import default_classifier_path
 from gan_lab.metrics.features import ClassifierExtractor, FeatureExtractor, InceptionExtractor
 from gan_lab.metrics.reference import reference_subset
+from gan_lab.metrics.registry import GeneratorMetric, build_metrics, metric_class
 from gan_lab.metrics.runner import add_generated, add_reference
-from gan_lab.metrics.suite import (
-    CLASSIFIER_METRICS,
-    INCEPTION_METRICS,
-    MetricSuite,
-    check_metric_names,
-)
+from gan_lab.metrics.suite import MetricSuite
 from gan_lab.train import CONFIG_PATH
 from gan_lab.trained_model import build_datamodule, load_trained_gan, pick_device
 
@@ -47,42 +44,57 @@ def classifier_file(path: str | None, source: str) -> Path:
 
 
 def build_extractors(
-    names: list[str],
+    metrics: list[GeneratorMetric],
     source: str,
     inception_weights: str | None,
     classifier_path: str | None,
     batch_size: int,
 ) -> dict[str, FeatureExtractor]:
+    """The networks of the feature spaces the chosen metrics read."""
+    spaces = {m.space for m in metrics}
     extractors: dict[str, FeatureExtractor] = {}
-    if set(names) & set(INCEPTION_METRICS):
+    if "inception" in spaces:
         extractors["inception"] = InceptionExtractor(
             inception_weights, batch_size=min(batch_size, 50)
         )
-    if set(names) & set(CLASSIFIER_METRICS):
+    if "classifier" in spaces:
         extractors["classifier"] = ClassifierExtractor.from_file(
             classifier_file(classifier_path, source)
         )
     return extractors
 
 
-def metric_settings(cfg: DictConfig) -> tuple[list[str], dict[str, Any]]:
+def chosen_metrics(cfg: DictConfig) -> list[GeneratorMetric]:
+    """The ``metrics`` group: each entry built from its ``_target_`` with its options."""
     chosen = cfg.get("metrics") or {}
-    names = check_metric_names(list(chosen.keys()))
-    kid, is_ = chosen.get("kid") or {}, chosen.get("is") or {}
-    pr = chosen.get("precision_recall") or {}
-    settings = {
-        "kid_subsets": int(kid.get("subsets", 100)),
-        "kid_subset_size": int(kid.get("subset_size", 1000)),
-        "is_splits": int(is_.get("splits", 10)),
-        "seed": int(cfg.seed),
-        "nearest_k": int(pr.get("k", 3)),
-    }
-    return names, settings
+    metrics: list[GeneratorMetric] = []
+    for name, node in chosen.items():
+        options = OmegaConf.to_container(node, resolve=True) if node else {}
+        try:
+            if "_target_" in options:
+                metric = hydra.utils.instantiate(options)
+            else:  # e.g. +metrics.fid={} on the command line: the registered class
+                metric = metric_class(name, "metrics")(**options)
+        except (TypeError, InstantiationException) as err:  # an option the class does not take
+            if find_user_error(err) is not None:
+                raise
+            cause = err.__cause__ or err  # Hydra wraps the constructor's TypeError
+            raise ConfigError(
+                f"metrics.{name}", options, f"the options do not fit: {cause}"
+            ) from None
+        if not isinstance(metric, GeneratorMetric) or metric.name != name:
+            raise ConfigError(
+                f"metrics.{name}._target_",
+                options.get("_target_"),
+                f"must name the registered metric class of {name!r}",
+            )
+        metrics.append(metric)
+    return build_metrics(metrics)
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Compute the chosen metrics; returns (and writes) the JSON report."""
-    names, settings = metric_settings(cfg)
+    metrics = chosen_metrics(cfg)
     for key in ("n_samples", "n_reference", "batch_size"):
         if not isinstance(cfg[key], int) or cfg[key] < 2:
             raise ConfigError(key, cfg[key], "must be an integer >= 2")
@@ -97,9 +109,9 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     datamodule = build_datamodule(data_cfg, overrides)
     device = pick_device(cfg.device)
     extractors = build_extractors(
-        names, datamodule.source, cfg.inception_weights, cfg.classifier_path, cfg.batch_size
+        metrics, datamodule.source, cfg.inception_weights, cfg.classifier_path, cfg.batch_size
     )
-    suite = MetricSuite(names, extractors, **settings).to(device)
+    suite = MetricSuite(metrics, extractors, seed=int(cfg.seed)).to(device)
 
     reference = reference_subset(datamodule.load_split(cfg.reference_split), cfg.n_reference)
     cache_dir = Path(cfg.cache_dir).expanduser() / "metrics" if cfg.cache_dir else None

@@ -133,6 +133,14 @@ def finish_runs(loggers: Sequence[Logger]) -> None:
         wandb.finish()
 
 
+# ---------------------------------------------------------------------------------- TensorBoard
+def event_file_writer(logger: TensorBoardLogger) -> Any:
+    """The open event file of a TensorBoard logger, for records Lightning does not write
+    (HPARAMS sessions, the restart marker of a resumed run); torch's and tensorboardX's writer."""
+    writer = logger.experiment
+    return writer._get_file_writer() if hasattr(writer, "_get_file_writer") else writer.file_writer
+
+
 # ---------------------------------------------------------------------------------- images
 def log_image(logger: Logger, key: str, image: Tensor, step: int) -> bool:
     """Send a (C, H, W) image in [0, 1] to ``logger`` if it takes images; False if it does not."""

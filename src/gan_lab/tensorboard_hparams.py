@@ -24,6 +24,7 @@ from tensorboard.compat.proto.summary_pb2 import Summary
 from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
 
 from gan_lab.hparams import Scalar
+from gan_lab.loggers import event_file_writer
 
 
 def _summary(tag: str, data: plugin_data_pb2.HParamsPluginData) -> Summary:
@@ -79,8 +80,7 @@ def session_end(status: api_pb2.Status = api_pb2.STATUS_SUCCESS) -> Summary:
 
 def write(logger: TensorBoardLogger, *summaries: Summary, step: int = 0) -> None:
     """Append ``summaries`` to the logger's current event file (rank 0 only)."""
-    writer = logger.experiment
-    file_writer = writer._get_file_writer()  # torch's SummaryWriter: the open event file
+    file_writer = event_file_writer(logger)
     for summary in summaries:
         file_writer.add_summary(summary, step)
     file_writer.flush()

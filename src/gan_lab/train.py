@@ -1,8 +1,9 @@
-"""`gan-train`: compose -> validate -> instantiate -> fit. No training logic lives here."""
+"""`gan-train`: compose -> validate -> instantiate -> save the config -> fit. No training logic here."""
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from gan_lab.sweep_summary import write_run_metrics
 from gan_lab.utils import (
     instantiate_callbacks,
     instantiate_loggers,
+    instantiate_model,
     print_and_save_config,
     run_summary_settings,
 )
@@ -35,37 +37,56 @@ def resolve_ckpt_path(ckpt_path: str | None, output_dir: Path) -> str | None:
     return resolve_resume_path(ckpt_path, output_dir)
 
 
-def train(cfg: DictConfig) -> dict[str, float]:
-    """Fit the configured GAN; returns the final logged scalars (for sweeps and tests)."""
-    validate_config(cfg)
+@dataclass
+class RunParts:
+    """What ``gan-train`` builds before it writes anything: every constructor check has run."""
+
+    datamodule: Any
+    model: Any
+    callbacks: list[Any]
+    ckpt_path: str | None
+
+
+def build_run(cfg: DictConfig) -> RunParts:
+    """Seed, then instantiate data module, model and callbacks (reads files, writes none).
+
+    Constructors own their arguments, so a bad value raises here: after :func:`validate_config`,
+    before the config is saved, before any data loads (the data module loads in ``setup``).
+    """
     import lightning as L  # heavy: imported once the config is known to be valid
 
     from gan_lab.callbacks import RunConfigInCheckpoint
     from gan_lab.callbacks.resume_state import ResumeState
-    from gan_lab.callbacks.run_summary import RunSummary, final_scalars
-    from gan_lab.loggers import finish_runs
+    from gan_lab.callbacks.run_summary import RunSummary
 
-    output_dir = Path(cfg.paths.output_dir)
-    ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), output_dir)
+    ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), Path(cfg.paths.output_dir))
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
 
     log.info("instantiating datamodule <%s>", cfg.data._target_)
     datamodule = hydra.utils.instantiate(cfg.data)
     log.info("instantiating model <%s>", cfg.model._target_)
-    model = hydra.utils.instantiate(cfg.model)
+    model = instantiate_model(cfg.model)
     callbacks = instantiate_callbacks(cfg.get("callbacks"))
     callbacks.append(RunConfigInCheckpoint(OmegaConf.to_container(cfg, resolve=True)))
     callbacks.append(ResumeState())  # RNG states and TensorBoard restart marker: exact resume
     # hyperparameters to every logger; final numbers, kimg and TensorBoard's HPARAMS at the end
     callbacks.append(RunSummary(**run_summary_settings(cfg)))
-    loggers = instantiate_loggers(cfg.get("logger"))
-    trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
+    return RunParts(datamodule, model, callbacks, ckpt_path)
 
+
+def fit(cfg: DictConfig, parts: RunParts) -> dict[str, float]:
+    """Loggers, Trainer, ``trainer.fit``; returns the final logged scalars."""
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+    from gan_lab.callbacks.run_summary import final_scalars
+    from gan_lab.loggers import finish_runs
+
+    output_dir = Path(cfg.paths.output_dir)
+    loggers = instantiate_loggers(cfg.get("logger"))
+    trainer = hydra.utils.instantiate(cfg.trainer, callbacks=parts.callbacks, logger=loggers)
     try:
-        trainer.fit(model=model, datamodule=datamodule, ckpt_path=ckpt_path)
+        trainer.fit(model=parts.model, datamodule=parts.datamodule, ckpt_path=parts.ckpt_path)
     except SIGTERMException:
         log.warning(
             "stopped by a signal at generator step %d; last.ckpt is resumable: rerun with "
@@ -76,7 +97,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         raise SystemExit(PREEMPTED_EXIT_CODE) from None
     finally:
         finish_runs(trainer.loggers)
-    metrics = final_scalars(trainer, model)
+    metrics = final_scalars(trainer, parts.model)
     # spawned DDP: the counters live in rank 0, which returns its callback metrics
     log.info(
         "finished: G step %d, %d D updates, %.1f kimg; outputs in %s",
@@ -88,12 +109,19 @@ def train(cfg: DictConfig) -> dict[str, float]:
     return metrics
 
 
+def train(cfg: DictConfig) -> dict[str, float]:
+    """Fit the configured GAN; returns the final logged scalars (for sweeps and tests)."""
+    validate_config(cfg)
+    return fit(cfg, build_run(cfg))
+
+
 def train_and_record(cfg: DictConfig) -> dict[str, float]:
-    """Validate, save the config, fit, and leave the final scalars in the run dir (sweep summary)."""
+    """Validate and build once, save the config, fit, leave the final scalars in the run dir."""
     validate_config(cfg)  # before anything is written or loaded
+    parts = build_run(cfg)  # the constructors' checks: still nothing written
     if cfg.get("print_config", True) and is_rank_zero():  # DDP ranks started as processes: once
         print_and_save_config(cfg, Path(cfg.paths.output_dir))
-    metrics = train(cfg)
+    metrics = fit(cfg, parts)
     write_run_metrics(metrics, Path(cfg.paths.output_dir))
     return metrics
 

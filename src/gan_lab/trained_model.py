@@ -17,6 +17,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from gan_lab.errors import UserError
+from gan_lab.utils import instantiate_model
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +61,7 @@ def load_trained_gan(ckpt_path: str | None, device: str = "cpu") -> LoadedCheckp
             f"ckpt_path={ckpt_path!r} has no run_config (it was not written by gan-train); "
             "cannot rebuild the networks"
         )
-    module = hydra.utils.instantiate(OmegaConf.create(run_config["model"]))
+    module = instantiate_model(OmegaConf.create(run_config["model"]))
     module.load_state_dict(checkpoint["state_dict"])
     module.to(pick_device(device)).eval()
     return LoadedCheckpoint(module, run_config, int(checkpoint.get("global_step", 0)), path)

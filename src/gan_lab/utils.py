@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -13,6 +14,7 @@ import rich.syntax
 import rich.tree
 from omegaconf import DictConfig, OmegaConf
 
+from gan_lab.errors import ConfigError, find_cause
 from gan_lab.hparams import overridden_keys, override_key, run_hyperparameters
 
 if TYPE_CHECKING:  # lightning is imported lazily: config errors should not wait for it
@@ -20,6 +22,8 @@ if TYPE_CHECKING:  # lightning is imported lazily: config errors should not wait
     from lightning.pytorch.loggers import Logger
 
 log = logging.getLogger(__name__)
+
+NETWORKS = ("generator", "discriminator")
 
 TREE_ORDER = ("data", "model", "callbacks", "logger", "trainer", "paths", "experiment")
 
@@ -41,6 +45,34 @@ def instantiate_callbacks(cfg: DictConfig | None) -> list[L.Callback]:
 
 def instantiate_loggers(cfg: DictConfig | None) -> list[Logger]:
     return instantiate_dict_of(cfg)
+
+
+def instantiate_model(cfg: DictConfig) -> L.LightningModule:
+    """Build ``cfg.model``; a network's bad argument becomes a ConfigError naming the config key.
+
+    Networks name their own argument (``image_size``); the user set a key: ``data.image_size``
+    when the network's YAML reads it from there, else ``model.generator.<argument>``.
+    """
+    from gan_lab.models.nets.contract import NetworkArgumentError  # imports torch
+
+    networks = {}
+    for name in NETWORKS:
+        try:
+            networks[name] = hydra.utils.instantiate(cfg[name])
+        except Exception as exc:
+            error = find_cause(exc, NetworkArgumentError)
+            if error is None:
+                raise
+            key = config_key(cfg[name], name, error.argument)
+            raise ConfigError(key, error.value, error.fix) from exc
+    return hydra.utils.instantiate(cfg, **networks)
+
+
+def config_key(node: DictConfig, network: str, argument: str) -> str:
+    """The key a user sets to change ``argument`` of ``model.<network>``."""
+    raw = OmegaConf.to_container(node, resolve=False).get(argument)
+    match = re.fullmatch(r"\$\{([\w.]+)\}", raw) if isinstance(raw, str) else None
+    return match.group(1) if match else f"model.{network}.{argument}"
 
 
 def config_tree(cfg: DictConfig, order: Sequence[str] = TREE_ORDER) -> rich.tree.Tree:

@@ -24,6 +24,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from gan_lab.callbacks.progress import training_progress
 from gan_lab.checkpoint_io import AtomicCheckpointIO, remove_stale_temp_files
+from gan_lab.lightning_internals import stop_after_this_batch
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +105,7 @@ class SafeCheckpoint(ModelCheckpoint):
             self._call_previous(signum, None)  # e.g. Lightning's SLURM requeue, now at a safe point
         # Stop the way Lightning stops on SIGTERM: after this batch's scalars are logged (a resumed
         # curve has no gap), with SIGTERMException from the loop, on every rank.
-        trainer._signal_connector.received_sigterm = True
+        stop_after_this_batch(trainer)
 
     def on_exception(
         self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException

@@ -26,9 +26,10 @@ import torch
 from torch.optim import Optimizer
 
 from gan_lab.errors import ConfigError
+from gan_lab.lightning_internals import logger_writes
 from gan_lab.training.grad_scale import active_grad_scaler
 from gan_lab.training.recovery import Snapshot, TrainingStopped, check_policy, roll_back
-from gan_lab.training.step_stats import latest_scalar, logger_writes
+from gan_lab.training.step_stats import latest_scalar
 
 log = logging.getLogger(__name__)
 

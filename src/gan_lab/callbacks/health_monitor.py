@@ -28,13 +28,13 @@ import torch
 from torch import Tensor
 
 from gan_lab.errors import ConfigError
+from gan_lab.lightning_internals import logger_writes
 from gan_lab.training.recovery import Snapshot, TrainingStopped, check_policy, roll_back
-from gan_lab.training.step_stats import latest_scalar, logger_writes
+from gan_lab.training.step_stats import latest_scalar
 
 log = logging.getLogger(__name__)
 
 POLICIES = ("continue", "stop", "rollback")
-NONNEGATIVE_D_LOSSES = ("non_saturating", "minimax", "hinge", "lsgan")
 
 
 def mean_pairwise_distance(images: Tensor) -> float:
@@ -196,7 +196,7 @@ class HealthMonitor(L.Callback):
             self.d_loss_floor,
             self.score_gap_ceiling,
             self.explosion_factor,
-            loss_bounded_below=getattr(loss, "name", "") in NONNEGATIVE_D_LOSSES,
+            loss_bounded_below=bool(getattr(loss, "bounded_below", False)),
             scores_are_probabilities=bool(getattr(loss, "outputs_probability", False)),
         )
         if self.policy == "rollback":

@@ -20,17 +20,13 @@ import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_warn
 
+from gan_lab.errors import ConfigError
 from gan_lab.metrics.classifier import default_classifier_path
 from gan_lab.metrics.features import ClassifierExtractor, FeatureExtractor, InceptionExtractor
 from gan_lab.metrics.reference import reference_subset
+from gan_lab.metrics.registry import GeneratorMetric, build_metrics
 from gan_lab.metrics.runner import add_generated, add_reference, rank_share
-from gan_lab.metrics.suite import (
-    CLASSIFIER_METRICS,
-    INCEPTION_METRICS,
-    MetricSuite,
-    check_metric_names,
-    flat_scalars,
-)
+from gan_lab.metrics.suite import MetricSuite, flat_scalars
 
 log = logging.getLogger(__name__)
 
@@ -51,21 +47,23 @@ class GeneratorMetrics(L.Callback):
         classifier_path: str | None = None,
         inception_weights: str | None = None,
         cache_dir: str | None = None,
-        kid_subset_size: int = 1000,
+        metric_options: dict[str, dict[str, Any]] | None = None,
         seed: int = 0,
     ) -> None:
         if every_n_steps < 1:
-            raise ValueError(f"callbacks.metrics.every_n_steps={every_n_steps!r} must be >= 1")
-        if n_samples < 2 or n_reference < 2:
-            raise ValueError(
-                "callbacks.metrics.n_samples and n_reference must be >= 2 (a covariance needs two)"
-            )
-        self.names = check_metric_names(list(metrics), "callbacks.metrics.metrics")
+            raise ConfigError("callbacks.metrics.every_n_steps", every_n_steps, "must be >= 1")
+        for key, n in (("n_samples", n_samples), ("n_reference", n_reference)):
+            if n < 2:
+                raise ConfigError(
+                    f"callbacks.metrics.{key}", n, "must be >= 2 (a covariance needs two)"
+                )
+        self.chosen: list[GeneratorMetric] = build_metrics(
+            list(metrics), "callbacks.metrics.metrics", metric_options
+        )
         self.every_n_steps, self.n_samples, self.n_reference = every_n_steps, n_samples, n_reference
         self.reference_split, self.batch_size, self.seed = reference_split, batch_size, seed
         self.classifier_path, self.inception_weights = classifier_path, inception_weights
         self.cache_dir = Path(cache_dir).expanduser() / "metrics" if cache_dir else None
-        self.kid_subset_size = kid_subset_size
         self.suite: MetricSuite | None = None
         self.disabled = False
         self.last_results: dict[str, float] = {}
@@ -75,7 +73,7 @@ class GeneratorMetrics(L.Callback):
     def _extractors(self, trainer: L.Trainer) -> dict[str, FeatureExtractor]:
         extractors: dict[str, FeatureExtractor] = {}
         source = getattr(trainer.datamodule, "source", "unknown")
-        if set(self.names) & set(CLASSIFIER_METRICS):
+        if any(m.space == "classifier" for m in self.chosen):
             path = (
                 Path(self.classifier_path).expanduser()
                 if self.classifier_path
@@ -84,27 +82,25 @@ class GeneratorMetrics(L.Callback):
             if path.is_file():
                 extractors["classifier"] = ClassifierExtractor.from_file(path)
             else:
+                skipped = [m.name for m in self.chosen if m.space == "classifier"]
                 rank_zero_warn(
                     f"callbacks.metrics: no classifier for data.source={source!r} ({path}); skipping "
-                    f"{', '.join(n for n in self.names if n in CLASSIFIER_METRICS)}. Train one with "
+                    f"{', '.join(skipped)}. Train one with "
                     "scripts/train_classifier.py and set callbacks.metrics.classifier_path"
                 )
-                self.names = [n for n in self.names if n not in CLASSIFIER_METRICS]
-        if set(self.names) & set(INCEPTION_METRICS):
+                self.chosen = [m for m in self.chosen if m.space != "classifier"]
+        if any(m.space == "inception" for m in self.chosen):
             extractors["inception"] = InceptionExtractor(self.inception_weights)
         return extractors
 
     def _build(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         extractors = self._extractors(trainer)
-        if not pl_module.num_classes and "class_accuracy" in self.names:
-            self.names = [n for n in self.names if n != "class_accuracy"]  # nothing was requested
-        if not self.names:
+        if not pl_module.num_classes:  # an unconditional generator requests no classes
+            self.chosen = [m for m in self.chosen if not m.conditional_only]
+        if not self.chosen:
             self.disabled = True
             return
-        subset = min(self.kid_subset_size, self.n_samples, self.n_reference)
-        self.suite = MetricSuite(self.names, extractors, kid_subset_size=subset, seed=self.seed).to(
-            pl_module.device
-        )
+        self.suite = MetricSuite(self.chosen, extractors, seed=self.seed).to(pl_module.device)
         dm = trainer.datamodule
         reference = reference_subset(dm.load_split(self.reference_split), self.n_reference)
         add_reference(

@@ -20,6 +20,9 @@ import torch
 import torch.distributed as dist
 from lightning.pytorch.loggers import TensorBoardLogger
 
+from gan_lab.lightning_internals import next_logged_step
+from gan_lab.loggers import event_file_writer
+
 log = logging.getLogger(__name__)
 
 
@@ -64,10 +67,7 @@ def purge_tensorboard_after(logger: TensorBoardLogger, step: int) -> None:
     """Write TensorBoard's restart marker: readers discard earlier points at ``step`` or later."""
     from tensorboard.compat.proto.event_pb2 import Event, SessionLog
 
-    writer = logger.experiment
-    file_writer = (
-        writer._get_file_writer() if hasattr(writer, "_get_file_writer") else writer.file_writer
-    )
+    file_writer = event_file_writer(logger)
     file_writer.add_event(
         Event(wall_time=time.time(), step=step, session_log=SessionLog(status=SessionLog.START))
     )
@@ -110,7 +110,7 @@ class ResumeState(L.Callback):
         self._mark_restart = False
         # The first resumed batch logs at this step (Lightning advances the counter after
         # on_train_start); whatever a killed run logged from here on is superseded.
-        step = trainer.fit_loop.epoch_loop._batches_that_stepped
+        step = next_logged_step(trainer)
         if trainer.is_global_zero:
             for logger in trainer.loggers:
                 if isinstance(logger, TensorBoardLogger):

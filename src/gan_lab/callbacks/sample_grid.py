@@ -9,6 +9,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_only
 from torchvision.utils import make_grid, save_image
 
+from gan_lab.errors import ConfigError
 from gan_lab.loggers import log_image
 
 
@@ -17,8 +18,10 @@ class SampleGrid(L.Callback):
     that takes images (TensorBoard, MLflow, W&B)."""
 
     def __init__(self, every_n_steps: int = 500, dirpath: str | None = None, nrow: int = 8) -> None:
-        if every_n_steps < 1:
-            raise ValueError(f"callbacks.sample_grid.every_n_steps={every_n_steps!r} must be >= 1")
+        if not isinstance(every_n_steps, int) or every_n_steps < 1:
+            raise ConfigError(
+                "callbacks.sample_grid.every_n_steps", every_n_steps, "must be an integer >= 1"
+            )
         self.every_n_steps, self.nrow = every_n_steps, nrow
         self.dirpath = Path(dirpath) if dirpath else None
         self._last_logged_step = -1

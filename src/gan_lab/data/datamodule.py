@@ -1,4 +1,4 @@
-"""The LightningDataModule: picks a source, holds it in memory as uint8, batches per device."""
+"""The LightningDataModule: loads its source, holds it in memory as uint8, batches per device."""
 
 from __future__ import annotations
 
@@ -12,40 +12,30 @@ import torch
 from torch.utils.data import DataLoader
 
 from gan_lab.data import sources
+from gan_lab.data.batch_sampler import EpochBatchSampler
 from gan_lab.data.folder_data import ImageFileDataset
-from gan_lab.data.sources import ImageSet
-from gan_lab.data.tensor_data import (
-    EpochBatchSampler,
-    ResumableDataLoader,
-    TensorImageDataset,
-    cache_key,
-    load_cached,
-    random_hflip,
-    resize_uint8,
-    store_cached,
-    to_model_shape,
-    uint8_to_float,
-)
+from gan_lab.data.sources import MNIST, DataSource, ImageSet
+from gan_lab.data.tensor_cache import cache_key, load_cached, store_cached
+from gan_lab.data.tensor_loader import ResumableDataLoader, TensorImageDataset
+from gan_lab.data.transforms import random_hflip, resize_uint8, to_model_shape, uint8_to_float
 from gan_lab.errors import ConfigError
 
 log = logging.getLogger(__name__)
-
-SOURCES = ("mnist", "cifar10", "image_folder", "synthetic")
-NATIVE_CHANNELS = {"mnist": 1, "cifar10": 3}
 
 
 class GANDataModule(L.LightningDataModule):
     """Images in [-1, 1] with their labels.
 
+    ``source`` is any :class:`~gan_lab.data.sources.DataSource` (the YAML's ``_target_``).
     ``batch_size`` is the *global* batch: each of the ``world_size`` ranks gets
     ``batch_size // world_size`` images per step, so changing the number of devices does not
-    change the optimisation. ``path`` (an image folder) replaces the torchvision source, which
+    change the optimisation. ``path`` (an image folder) replaces the source's own files, which
     is how an offline copy of CIFAR-10 is used.
     """
 
     def __init__(
         self,
-        source: str = "mnist",
+        source: DataSource | None = None,
         data_dir: str = "data",
         path: str | None = None,
         image_size: int = 32,
@@ -56,7 +46,6 @@ class GANDataModule(L.LightningDataModule):
         hflip: bool = False,
         heldout_fraction: float = 0.1,
         cache_dir: str | None = None,
-        synthetic_size: int = 2048,
         seed: int = 0,
         in_memory_max_images: int = 100_000,
         num_classes: int | None = None,
@@ -64,10 +53,10 @@ class GANDataModule(L.LightningDataModule):
         on_device: bool = False,
     ) -> None:
         super().__init__()
-        sources.check_source_name(source, SOURCES)
-        if source == "image_folder" and not path:
+        source = source if source is not None else MNIST()
+        if source.needs_path and not path:
             raise ConfigError(
-                "data.path", path, "data=image_folder needs data.path=<folder of images>"
+                "data.path", path, f"data={source.name} needs data.path=<folder of images>"
             )
         if not 0.0 < heldout_fraction < 1.0:
             raise ConfigError("data.heldout_fraction", heldout_fraction, "must be in (0, 1)")
@@ -77,17 +66,18 @@ class GANDataModule(L.LightningDataModule):
             )
         if train_subset is not None and train_subset < 1:
             raise ConfigError("data.train_subset", train_subset, "must be >= 1, or null for all")
-        self.save_hyperparameters(logger=False)
+        self.save_hyperparameters(ignore=["source"], logger=False)
         self.train_subset = train_subset  # the first N training images only (debug=overfit)
         # the uint8 training tensor lives on the training device: no per-batch host-to-device copy
         self.on_device = on_device
-        self.source, self.path = source, Path(path).expanduser() if path else None
+        self.data_source, self.path = source, Path(path).expanduser() if path else None
+        self.source = source.name  # the dataset's name: caches, reference stats, classifier
         self.data_dir = Path(data_dir).expanduser()
         self.image_size, self.channels = image_size, channels
         self.batch_size, self.num_workers, self.pin_memory = batch_size, num_workers, pin_memory
         self.hflip, self.heldout_fraction = hflip, heldout_fraction
         self.cache_dir = Path(cache_dir).expanduser() if cache_dir else None
-        self.synthetic_size, self.seed = synthetic_size, seed
+        self.seed = seed
         self.in_memory_max_images = in_memory_max_images
         self.configured_num_classes = (
             num_classes  # what conditional nets were built for (data.num_classes)
@@ -115,14 +105,9 @@ class GANDataModule(L.LightningDataModule):
         return len(self.class_names)
 
     def _load_native(self, split: str) -> ImageSet:
-        if self.source == "synthetic":
-            size = self.synthetic_size if split == "train" else max(self.synthetic_size // 4, 1)
-            return sources.synthetic_shapes(split, size, self.image_size, self.channels)
         if self.path is not None:
             return self._load_folder_split(split)
-        if self.source == "mnist":
-            return sources.load_mnist(self.data_dir, split)
-        return sources.load_torchvision_cifar10(self.data_dir, split)
+        return self.data_source.load(split, self.data_dir, self.image_size, self.channels)
 
     def _folder_split_files(self, split: str) -> tuple[list[Path], list[int], list[str]]:
         assert self.path is not None
@@ -147,14 +132,14 @@ class GANDataModule(L.LightningDataModule):
 
     def streams_from_files(self) -> bool:
         """A folder with more than ``in_memory_max_images`` training images is read per sample."""
-        if self.path is None or self.source == "synthetic":
+        if self.path is None:
             return False
         if not hasattr(self, "_train_file_count"):
             self._train_file_count = len(self._folder_split_files("train")[0])
         return self._train_file_count > self.in_memory_max_images
 
     def _cache_file(self, split: str) -> Path | None:
-        if self.cache_dir is None or self.source == "synthetic":
+        if self.cache_dir is None or not (self.data_source.cacheable or self.path):
             return None
         origin = self.path.resolve() if self.path else self.data_dir.resolve()
         stamp = self.path.stat().st_mtime_ns if self.path else 0

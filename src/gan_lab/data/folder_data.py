@@ -13,7 +13,7 @@ import torch
 from torch.utils.data import Dataset
 
 from gan_lab.data.sources import decode_one
-from gan_lab.data.tensor_data import convert_channels, resize_uint8
+from gan_lab.data.transforms import convert_channels, resize_uint8
 
 
 class ImageFileDataset(Dataset):

@@ -1,12 +1,16 @@
 """Where images come from: torchvision MNIST / CIFAR-10, image folders, synthetic shapes.
 
-Every loader returns an :class:`ImageSet` of uint8 NCHW images at the source's native size;
-resizing and channel conversion happen once, in :mod:`gan_lab.data.tensor_data`.
+A dataset is one :class:`DataSource` subclass here (or in any importable module) and one YAML in
+``configs/data/source/`` that names it by ``_target_``; the datamodule builds whatever it names.
+Every source returns an :class:`ImageSet` of uint8 NCHW images at its native size; resizing and
+channel conversion happen once, in :mod:`gan_lab.data.transforms`.
 """
 
 from __future__ import annotations
 
 import os
+import re
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -45,6 +49,70 @@ class ImageSet:
 
     def to(self, device: torch.device | str) -> ImageSet:
         return ImageSet(self.images.to(device), self.labels.to(device), self.class_names)
+
+
+class DataSource(ABC):
+    """One dataset: its train / test splits as uint8 images with labels."""
+
+    # decoded images are worth caching on disk (False for images made on the fly)
+    cacheable: bool = True
+    # the images come only from data.path (an image folder); other sources may be replaced by one
+    needs_path: bool = False
+
+    def __init__(self, name: str | None = None) -> None:
+        # names caches, metric reference statistics and the in-domain classifier asset
+        stem = type(self).__name__
+        self.name = name or re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", stem).lower()
+
+    @abstractmethod
+    def load(self, split: str, root: Path, image_size: int, channels: int) -> ImageSet:
+        """The split (``train`` / ``test``) at the source's native size; ``root`` is data_dir.
+
+        ``image_size`` and ``channels`` are what the model wants: a source that makes images
+        (rather than reading them) makes them at that shape.
+        """
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r})"
+
+
+class MNIST(DataSource):
+    """torchvision MNIST (28x28 grey), downloaded into data_dir when missing."""
+
+    def load(self, split: str, root: Path, image_size: int, channels: int) -> ImageSet:
+        return load_mnist(root, split)
+
+
+class CIFAR10(DataSource):
+    """torchvision CIFAR-10 (32x32 RGB), downloaded into data_dir when missing."""
+
+    def load(self, split: str, root: Path, image_size: int, channels: int) -> ImageSet:
+        return load_torchvision_cifar10(root, split)
+
+
+class ImageFolder(DataSource):
+    """Any folder of images (data.path): the datamodule lists, splits and decodes it."""
+
+    needs_path = True
+
+    def load(self, split: str, root: Path, image_size: int, channels: int) -> ImageSet:
+        raise ConfigError("data.path", None, f"data={self.name} needs data.path=<folder of images>")
+
+
+class SyntheticShapes(DataSource):
+    """Coloured discs made on the fly (:func:`synthetic_shapes`): needs no files at all."""
+
+    cacheable = False
+
+    def __init__(self, num_samples: int = 2048, name: str | None = "synthetic") -> None:
+        super().__init__(name)
+        if not isinstance(num_samples, int) or num_samples < 1:
+            raise ConfigError("data.source.num_samples", num_samples, "must be a positive integer")
+        self.num_samples = num_samples
+
+    def load(self, split: str, root: Path, image_size: int, channels: int) -> ImageSet:
+        n = self.num_samples if split == "train" else max(self.num_samples // 4, 1)
+        return synthetic_shapes(split, n, image_size, channels)
 
 
 def _missing_torchvision_dataset(name: str, root: Path, err: Exception) -> DataNotFoundError:
@@ -171,8 +239,3 @@ def synthetic_shapes(
     )
     images = (images.clamp(0, 1) * 255).round().to(torch.uint8)
     return ImageSet(images, labels, [f"disc_{k}" for k in range(num_classes)])
-
-
-def check_source_name(source: str, known: tuple[str, ...]) -> None:
-    if source not in known:
-        raise ConfigError("data.source", source, f"choose one of {', '.join(known)}")

@@ -1,26 +1,29 @@
-"""Metrics of generated images: FID / KID / IS (torchmetrics over torch-fidelity's Inception) and
-cheap in-domain classifier metrics, with reference features cached on disk."""
+"""Metrics of generated images: FID / KID / IS / precision-recall (torchmetrics over
+torch-fidelity's Inception) and cheap in-domain classifier metrics, with reference features
+cached on disk. Each metric is one class registered in :mod:`gan_lab.metrics.registry`."""
 
 from gan_lab.metrics.features import (
     ClassifierExtractor,
     InceptionExtractor,
     resolve_inception_weights,
 )
-from gan_lab.metrics.suite import (
-    CLASSIFIER_METRICS,
-    INCEPTION_METRICS,
-    METRICS,
+from gan_lab.metrics.registry import (
+    GeneratorMetric,
     MetricResult,
-    MetricSuite,
+    metric_class,
+    metric_names,
+    register_metric,
 )
+from gan_lab.metrics.suite import MetricSuite
 
 __all__ = [
-    "CLASSIFIER_METRICS",
-    "INCEPTION_METRICS",
-    "METRICS",
     "ClassifierExtractor",
+    "GeneratorMetric",
     "InceptionExtractor",
     "MetricResult",
     "MetricSuite",
+    "metric_class",
+    "metric_names",
+    "register_metric",
     "resolve_inception_weights",
 ]

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from gan_lab.data.tensor_data import convert_channels, resize_uint8
+from gan_lab.data.transforms import convert_channels, resize_uint8
 from gan_lab.errors import UserError
 
 ASSETS_DIR = Path(__file__).resolve().parent / "assets"

@@ -21,7 +21,7 @@ from typing import Protocol
 import torch
 from torch import Tensor, nn
 
-from gan_lab.data.tensor_data import convert_channels
+from gan_lab.data.transforms import convert_channels
 from gan_lab.errors import UserError
 from gan_lab.metrics.classifier import SmallCNN, load_classifier
 

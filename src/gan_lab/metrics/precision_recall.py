@@ -18,10 +18,14 @@ in row chunks so 10k x 10k sets never materialise a full matrix.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor
 from torchmetrics import Metric
 from torchmetrics.utilities.data import dim_zero_cat
+
+from gan_lab.metrics.registry import GeneratorMetric, MetricResult, register_metric, sample_counts
 
 CHUNK_ROWS = 1024
 
@@ -89,3 +93,27 @@ class PrecisionRecall(Metric):
         real = list(self.real_features)  # reset() clears the lists in place
         super().reset()
         self.real_features = real
+
+
+@register_metric
+class PrecisionRecallMetric(GeneratorMetric):
+    """The four scores on Inception features; ``k`` is the nearest-neighbour rank of the balls."""
+
+    name, space, needs_real = "precision_recall", "inception", True
+
+    def __init__(self, k: int = 3) -> None:
+        self.k = k
+
+    def build(self, extractor: Any) -> Metric:
+        return PrecisionRecall(self.k)
+
+    def update_fake(self, features: Tensor, logits: Tensor, requested: Tensor | None) -> None:
+        self.state.update(features.double(), real=False)
+
+    def compute(self, extractor: Any) -> MetricResult:
+        n_real, n_fake = sample_counts(self.state)
+        detail = (
+            f"improved precision/recall (Kynkaanniemi et al. 2019), density/coverage (Naeem et al. "
+            f"2020), k={self.k} nearest neighbours, n_real={n_real}, n_fake={n_fake}"
+        )
+        return self.result(self.state.compute(), detail, extractor)

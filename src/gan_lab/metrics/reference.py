@@ -14,8 +14,9 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from gan_lab.checkpoint_io import atomic_torch_save as save_atomically
 from gan_lab.data.sources import ImageSet
-from gan_lab.data.tensor_data import cache_key, save_atomically
+from gan_lab.data.tensor_cache import cache_key
 from gan_lab.metrics.features import FeatureExtractor
 
 log = logging.getLogger(__name__)

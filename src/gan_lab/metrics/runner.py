@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from gan_lab.data.sources import ImageSet
-from gan_lab.data.tensor_data import float_to_uint8
+from gan_lab.data.transforms import float_to_uint8
 from gan_lab.metrics.reference import reference_cache_file, reference_features, reference_subset
 from gan_lab.metrics.suite import MetricSuite
 

@@ -11,6 +11,8 @@ import logging
 from torch import nn
 
 from gan_lab.errors import ConfigError
+from gan_lab.models.losses import AdversarialLoss
+from gan_lab.models.nets.layers import has_spectral_norm
 
 log = logging.getLogger(__name__)
 
@@ -19,14 +21,10 @@ def _has_batch_norm(net: nn.Module) -> bool:
     return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in net.modules())
 
 
-def _has_spectral_norm(net: nn.Module) -> bool:
-    return any("weight" in getattr(m, "parametrizations", {}) for m in net.modules())
-
-
 def check_compatible(
     generator: nn.Module,
     discriminator: nn.Module,
-    loss_name: str,
+    loss: AdversarialLoss,
     penalized: bool,
     compiled: bool = False,
 ) -> None:
@@ -54,8 +52,9 @@ def check_compatible(
             "gradient penalties are per sample but this discriminator has BatchNorm, which mixes the "
             "batch; use model.discriminator.batch_norm=false or model/discriminator=resnet",
         )
-    if loss_name == "wasserstein" and not penalized and not _has_spectral_norm(discriminator):
+    if loss.needs_lipschitz and not penalized and not has_spectral_norm(discriminator):
         log.warning(
-            "model/loss=wasserstein without a Lipschitz constraint on D usually diverges; add "
-            "model/regularizer=gradient_penalty or spectral norm (model.discriminator.spectral_norm=true)"
+            "model/loss=%s without a Lipschitz constraint on D usually diverges; add "
+            "model/regularizer=gradient_penalty or spectral norm (model.discriminator.spectral_norm=true)",
+            loss.name,
         )

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
-from contextlib import contextmanager
 from typing import Any
 
 import lightning as L
@@ -19,15 +18,16 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR, LRScheduler
 
 from gan_lab.errors import ConfigError
+from gan_lab.lightning_internals import attached_trainer, logger_writes, step_not_counted
 from gan_lab.models.augment import DiffAugment
 from gan_lab.models.compatibility import check_compatible
 from gan_lab.models.ema import GeneratorEMA
-from gan_lab.models.losses import AdversarialLoss, discriminator_score, get_loss
+from gan_lab.models.losses import AdversarialLoss, NonSaturatingLoss, discriminator_score
 from gan_lab.models.regularizers import DiscriminatorRegularizer
 from gan_lab.training import speed_options
 from gan_lab.training.grad_scale import loss_scale
 from gan_lab.training.noise import rank_noise
-from gan_lab.training.step_stats import StepStats, logger_writes
+from gan_lab.training.step_stats import StepStats
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], Optimizer]
 LR_SCHEDULES = ("constant", "linear")
@@ -40,7 +40,7 @@ class GANModule(L.LightningModule):
         discriminator: nn.Module,
         optimizer_g: OptimizerFactory,
         optimizer_d: OptimizerFactory,
-        loss: AdversarialLoss | str = "non_saturating",
+        loss: AdversarialLoss | None = None,
         n_critic: int = 1,
         grad_clip_g: float | None = None,
         grad_clip_d: float | None = None,
@@ -56,7 +56,7 @@ class GANModule(L.LightningModule):
         compile_networks: bool = False,
     ) -> None:
         super().__init__()
-        if n_critic < 1:
+        if not isinstance(n_critic, int) or isinstance(n_critic, bool) or n_critic < 1:
             raise ConfigError(
                 "model.n_critic", n_critic, "must be an integer >= 1 (D updates per G update)"
             )
@@ -65,13 +65,13 @@ class GANModule(L.LightningModule):
                 "model.lr_schedule", lr_schedule, f"choose one of {', '.join(LR_SCHEDULES)}"
             )
         for key, clip in (("model.grad_clip_g", grad_clip_g), ("model.grad_clip_d", grad_clip_d)):
-            if clip is not None and clip <= 0:
+            if clip is not None and (not isinstance(clip, int | float) or clip <= 0):
                 raise ConfigError(key, clip, "must be > 0, or null to disable clipping")
-        self.loss = get_loss(loss) if isinstance(loss, str) else loss
+        self.loss = loss if loss is not None else NonSaturatingLoss()
         check_compatible(
             generator,
             discriminator,
-            self.loss.name,
+            self.loss,
             penalized=regularizer is not None,
             compiled=compile_networks,
         )
@@ -87,7 +87,9 @@ class GANModule(L.LightningModule):
             ],
             logger=False,
         )
-        self.hparams["loss"] = self.loss.name
+        self.hparams["loss"] = (
+            self.loss.name
+        )  # what the run trained with, for readers of the checkpoint
         self.automatic_optimization = False
         self.generator, self.discriminator = generator, discriminator
         self.optimizer_g_factory, self.optimizer_d_factory = optimizer_g, optimizer_d
@@ -135,7 +137,9 @@ class GANModule(L.LightningModule):
         assert self.noise_seed is not None, "setup() draws the noise seed"
         counter = self.d_updates if stream == "d" else self.global_step
         rank, world = (
-            (self.trainer.global_rank, self.trainer.world_size) if self._trainer else (0, 1)
+            (self.trainer.global_rank, self.trainer.world_size)
+            if attached_trainer(self)
+            else (0, 1)
         )
         return rank_noise(
             seed=self.noise_seed,
@@ -193,7 +197,7 @@ class GANModule(L.LightningModule):
         y_real = labels if self.num_classes else None
         # scalars reach the loggers on one batch in trainer.log_every_n_steps: log (and compute
         # diagnostic gradient norms) only then
-        logged = logger_writes(self._trainer)
+        logged = logger_writes(attached_trainer(self))
 
         # --- discriminator update (G frozen; fakes carry no graph back into G)
         with self.toggled_optimizer(opt_d):
@@ -210,7 +214,7 @@ class GANModule(L.LightningModule):
             d_grad_norm = self._clip_and_measure(
                 self.discriminator, self.hparams.grad_clip_d, logged
             )
-            with self._uncounted_step(opt_d):
+            with step_not_counted(opt_d, self.trainer):  # only G steps count
                 opt_d.step()
         self.d_updates += 1
         d_stats = {
@@ -228,7 +232,11 @@ class GANModule(L.LightningModule):
         with self.toggled_optimizer(opt_g):
             z, y_fake = self.training_noise(real.shape[0], "g")
             fake_logits = self.discriminator(self._augmented(self.generator(z, y_fake)), y_fake)
-            g_loss = self.loss.g_loss(fake_logits)
+            if self.loss.relativistic:  # G's loss compares fakes with D's view of this real batch
+                real_logits = self.discriminator(self._augmented(real), y_real)
+                g_loss = self.loss.g_loss(fake_logits, real_logits)
+            else:
+                g_loss = self.loss.g_loss(fake_logits)
             opt_g.zero_grad(set_to_none=True)
             self.manual_backward(g_loss)
             g_grad_norm = self._clip_and_measure(self.generator, self.hparams.grad_clip_g, logged)
@@ -286,22 +294,10 @@ class GANModule(L.LightningModule):
             return torch.zeros(())
         # under fp16 the gradients here still carry the GradScaler's loss scale (Lightning unscales
         # inside optimizer.step(), fused optimizers in their kernel), so limit and norm scale too
-        scale = loss_scale(self._trainer)
+        scale = loss_scale(attached_trainer(self))
         limit = max_norm * scale if max_norm is not None else math.inf
         norm = torch.nn.utils.clip_grad_norm_(params, limit, error_if_nonfinite=False)
         return (norm / scale).detach()
-
-    @contextmanager
-    def _uncounted_step(self, optimizer: Any) -> Any:
-        """Run ``optimizer.step()`` without advancing ``global_step`` (only G steps count)."""
-        before, after = optimizer._on_before_step, optimizer._on_after_step
-        profiler = self.trainer.profiler
-        optimizer._on_before_step = lambda: profiler.start("optimizer_step")
-        optimizer._on_after_step = lambda: profiler.stop("optimizer_step")
-        try:
-            yield
-        finally:
-            optimizer._on_before_step, optimizer._on_after_step = before, after
 
     def on_train_end(self) -> None:
         # the final step, also when the last batch was not a logged one: train.py reports it, and

@@ -1,78 +1,107 @@
-"""Adversarial losses on logits / raw critic scores, one (d_loss, g_loss) pair per family.
+"""Adversarial losses on logits / raw critic scores: one small class per loss family.
 
-All functions take the discriminator's raw outputs and cast them to fp32 first: softplus of a
-bf16 logit loses the small losses that matter once D gets good.
+Each class says what it is (class attributes), so nothing else in the project names a loss:
+the health monitor reads ``bounded_below``, the compatibility check reads ``needs_lipschitz``,
+the training step reads ``relativistic``, and the logged D(x) reads ``outputs_probability``.
+A YAML in ``configs/model/loss/`` builds one by ``_target_``.
+
+All losses cast D's raw outputs to fp32 first: softplus of a bf16 logit loses the small losses
+that matter once D gets good.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+import re
+from abc import ABC, abstractmethod
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from gan_lab.errors import ConfigError
+
+class AdversarialLoss(ABC):
+    """Base class: subclasses set the properties below and implement ``d_loss`` / ``g_loss``."""
+
+    # the D loss has a floor (0): the health monitor's "D loss at its floor" signal uses it
+    bounded_below: bool = True
+    # diverges unless D is Lipschitz (gradient penalty or spectral norm): warned at build time
+    needs_lipschitz: bool = False
+    # sigmoid(D) is a probability: D(x) is plotted as one
+    outputs_probability: bool = False
+    # the G loss also compares against D's logits on real images (RpGAN-style)
+    relativistic: bool = False
+
+    def __init__(self, name: str | None = None) -> None:
+        # for logs, checkpoints and sweep summaries: NonSaturatingLoss -> "non_saturating"
+        stem = type(self).__name__.removesuffix("Loss")
+        self.name = name or re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", stem).lower()
+
+    @abstractmethod
+    def d_loss(self, real_logits: Tensor, fake_logits: Tensor) -> Tensor:
+        """D's loss, a scalar: lower when real scores high and fake scores low."""
+
+    @abstractmethod
+    def g_loss(self, fake_logits: Tensor, real_logits: Tensor | None = None) -> Tensor:
+        """G's loss, a scalar; ``real_logits`` is passed only when ``relativistic`` is True."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r})"
 
 
-@dataclass(frozen=True)
-class AdversarialLoss:
-    name: str
-    d_loss: Callable[[Tensor, Tensor], Tensor]  # (real_logits, fake_logits) -> scalar
-    g_loss: Callable[[Tensor], Tensor]  # fake_logits -> scalar
-    outputs_probability: bool  # sigmoid(D) is a probability: log D(x) as one
+class _LogisticLoss(AdversarialLoss):
+    """D is a logistic classifier: -log sigmoid(r) - log(1 - sigmoid(f)), via softplus."""
+
+    outputs_probability = True
+
+    def d_loss(self, real_logits: Tensor, fake_logits: Tensor) -> Tensor:
+        return F.softplus(-real_logits.float()).mean() + F.softplus(fake_logits.float()).mean()
 
 
-def _d_logistic(real: Tensor, fake: Tensor) -> Tensor:
-    # -log sigmoid(r) - log(1 - sigmoid(f)), written with softplus for stability.
-    return F.softplus(-real.float()).mean() + F.softplus(fake.float()).mean()
+class MinimaxLoss(_LogisticLoss):
+    """Goodfellow et al. 2014 as written: G minimises log(1 - D(G(z))), which saturates early."""
+
+    def g_loss(self, fake_logits: Tensor, real_logits: Tensor | None = None) -> Tensor:
+        return -F.softplus(fake_logits.float()).mean()
 
 
-def _g_non_saturating(fake: Tensor) -> Tensor:
-    return F.softplus(-fake.float()).mean()  # -log sigmoid(f)
+class NonSaturatingLoss(_LogisticLoss):
+    """Goodfellow et al.'s practical variant: G maximises log D(G(z)) (-log sigmoid(f))."""
+
+    def g_loss(self, fake_logits: Tensor, real_logits: Tensor | None = None) -> Tensor:
+        return F.softplus(-fake_logits.float()).mean()
 
 
-def _g_minimax(fake: Tensor) -> Tensor:
-    return -F.softplus(fake.float()).mean()  # log(1 - sigmoid(f))
+class HingeLoss(AdversarialLoss):
+    """Lim & Ye 2017 / Miyato et al. 2018: D is penalised only inside the margin [-1, 1]."""
+
+    def d_loss(self, real_logits: Tensor, fake_logits: Tensor) -> Tensor:
+        return F.relu(1.0 - real_logits.float()).mean() + F.relu(1.0 + fake_logits.float()).mean()
+
+    def g_loss(self, fake_logits: Tensor, real_logits: Tensor | None = None) -> Tensor:
+        return -fake_logits.float().mean()
 
 
-def _d_hinge(real: Tensor, fake: Tensor) -> Tensor:
-    return F.relu(1.0 - real.float()).mean() + F.relu(1.0 + fake.float()).mean()
+class LSGANLoss(AdversarialLoss):
+    """Mao et al. 2017 with target codes a=0 (fake), b=1 (real), c=1 (what G wants)."""
+
+    def d_loss(self, real_logits: Tensor, fake_logits: Tensor) -> Tensor:
+        return 0.5 * ((real_logits.float() - 1.0).pow(2).mean() + fake_logits.float().pow(2).mean())
+
+    def g_loss(self, fake_logits: Tensor, real_logits: Tensor | None = None) -> Tensor:
+        return 0.5 * (fake_logits.float() - 1.0).pow(2).mean()
 
 
-def _g_critic(fake: Tensor) -> Tensor:
-    return -fake.float().mean()
+class WassersteinLoss(AdversarialLoss):
+    """Arjovsky et al. 2017: the critic's mean score gap; unbounded, so D must be Lipschitz."""
 
+    bounded_below = False
+    needs_lipschitz = True
 
-def _d_least_squares(real: Tensor, fake: Tensor) -> Tensor:
-    return 0.5 * ((real.float() - 1.0).pow(2).mean() + fake.float().pow(2).mean())
+    def d_loss(self, real_logits: Tensor, fake_logits: Tensor) -> Tensor:
+        return fake_logits.float().mean() - real_logits.float().mean()
 
-
-def _g_least_squares(fake: Tensor) -> Tensor:
-    return 0.5 * (fake.float() - 1.0).pow(2).mean()
-
-
-def _d_wasserstein(real: Tensor, fake: Tensor) -> Tensor:
-    return fake.float().mean() - real.float().mean()
-
-
-LOSSES: dict[str, AdversarialLoss] = {
-    loss.name: loss
-    for loss in (
-        AdversarialLoss("minimax", _d_logistic, _g_minimax, True),
-        AdversarialLoss("non_saturating", _d_logistic, _g_non_saturating, True),
-        AdversarialLoss("hinge", _d_hinge, _g_critic, False),
-        AdversarialLoss("lsgan", _d_least_squares, _g_least_squares, False),
-        AdversarialLoss("wasserstein", _d_wasserstein, _g_critic, False),
-    )
-}
-
-
-def get_loss(name: str) -> AdversarialLoss:
-    if name not in LOSSES:
-        raise ConfigError("model.loss.name", name, f"choose one of {', '.join(LOSSES)}")
-    return LOSSES[name]
+    def g_loss(self, fake_logits: Tensor, real_logits: Tensor | None = None) -> Tensor:
+        return -fake_logits.float().mean()
 
 
 def discriminator_score(logits: Tensor, loss: AdversarialLoss) -> Tensor:

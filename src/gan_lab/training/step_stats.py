@@ -44,14 +44,6 @@ class StepStats(dict[str, Tensor]):
         return self._floats
 
 
-def logger_writes(trainer: L.Trainer | None) -> bool:
-    """True on the batches whose logged scalars reach the loggers (``trainer.log_every_n_steps``)."""
-    if trainer is None:
-        return True
-    connector = getattr(trainer, "_logger_connector", None)
-    return bool(getattr(connector, "should_update_logs", True))
-
-
 def latest_scalar(trainer: L.Trainer, pl_module: Any, key: str) -> float | None:
     """This batch's value of ``key`` (e.g. ``loss/d``), or the logged one for other modules."""
     stats = getattr(pl_module, "step_stats", None)

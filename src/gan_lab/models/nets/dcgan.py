@@ -5,12 +5,38 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from gan_lab.models.nets.checks import require_channels, require_positive, require_power_of_two_size
+from gan_lab.models.nets.checks import (
+    channels_reason,
+    first_reason,
+    power_of_two_reason,
+    require_positive,
+    require_supported,
+)
 from gan_lab.models.nets.init import dcgan_init
-from gan_lab.models.nets.layers import apply_spectral_norm
+from gan_lab.models.nets.layers import SizedNetwork
+
+SIZES = (16, 256)  # smallest and largest power-of-two image size
 
 
-class DCGANGenerator(nn.Module):
+def _supports(image_size: int, channels: int) -> str | None:
+    return first_reason(channels_reason(channels), power_of_two_reason(image_size, *SIZES))
+
+
+class _DCGANFamily(SizedNetwork):
+    """What the generator and discriminator of this family share: supported sizes."""
+
+    @classmethod
+    def supports(cls, image_size: int, channels: int) -> str | None:
+        """Powers of two from 16 to 256, grey or RGB."""
+        return _supports(image_size, channels)
+
+
+def _doublings(image_size: int) -> int:
+    """Number of 2x up/down-samplings between the 4x4 feature map and ``image_size``."""
+    return image_size.bit_length() - 1 - 2
+
+
+class DCGANGenerator(_DCGANFamily):
     """z -> 4x4 x (width * 2^k) -> ... stride-2 transposed convs ... -> C x size x size, tanh."""
 
     def __init__(
@@ -22,9 +48,9 @@ class DCGANGenerator(nn.Module):
         spectral_norm: bool = False,
     ) -> None:
         super().__init__()
-        require_positive("model.generator.latent_dim", latent_dim)
-        require_channels("data.channels", channels)
-        n_up = require_power_of_two_size("data.image_size", image_size, 16, 256)
+        require_positive("latent_dim", latent_dim)
+        require_supported(type(self), image_size, channels)
+        n_up = _doublings(image_size)
         self.latent_dim, self.num_classes = latent_dim, 0
         ch = width * 2 ** (n_up - 1)
         layers: list[nn.Module] = [
@@ -41,9 +67,7 @@ class DCGANGenerator(nn.Module):
             ch //= 2
         layers += [nn.ConvTranspose2d(ch, channels, 4, 2, 1, bias=False), nn.Tanh()]
         self.net = nn.Sequential(*layers)
-        dcgan_init(self)
-        if spectral_norm:
-            apply_spectral_norm(self)
+        self.finish(dcgan_init, spectral_norm)
 
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         return self.net(self._as_image(z))
@@ -62,7 +86,7 @@ class DCGANGenerator(nn.Module):
         return z[:, :, None, None]
 
 
-class DCGANDiscriminator(nn.Module):
+class DCGANDiscriminator(_DCGANFamily):
     """C x size x size -> stride-2 convs with LeakyReLU (BatchNorm after the first) -> 4x4 -> 1 logit.
 
     With BatchNorm the convolutions carry no bias (BN's shift replaces it, as in the paper). Without
@@ -80,8 +104,8 @@ class DCGANDiscriminator(nn.Module):
         spectral_norm: bool = False,
     ) -> None:
         super().__init__()
-        require_channels("data.channels", channels)
-        n_down = require_power_of_two_size("data.image_size", image_size, 16, 256)
+        require_supported(type(self), image_size, channels)
+        n_down = _doublings(image_size)
         self.num_classes = 0
         bias = not batch_norm
         layers: list[nn.Module] = [
@@ -99,9 +123,7 @@ class DCGANDiscriminator(nn.Module):
             ch *= 2
         layers += [nn.Conv2d(ch, 1, 4, 1, 0, bias=bias)]
         self.net = nn.Sequential(*layers)
-        dcgan_init(self)
-        if spectral_norm:
-            apply_spectral_norm(self)
+        self.finish(dcgan_init, spectral_norm)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         return self.net(x).flatten()

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor, nn
 from torch.nn.utils.parametrizations import spectral_norm
-
-from gan_lab.errors import ConfigError
 
 # Layers whose weight is a linear map: what spectral normalisation constrains.
 SN_LAYERS = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear, nn.Embedding)
@@ -19,26 +19,15 @@ def apply_spectral_norm(net: nn.Module, n_power_iterations: int = 1) -> nn.Modul
     One power iteration per forward pass, as in the paper (the estimate is refined across steps).
     """
     for module in list(net.modules()):
-        if isinstance(module, SN_LAYERS) and not _has_spectral_norm(module):
+        if isinstance(module, SN_LAYERS) and not has_spectral_norm(module):
             dim = 1 if isinstance(module, nn.ConvTranspose2d) else 0
             spectral_norm(module, n_power_iterations=n_power_iterations, dim=dim)
     return net
 
 
-def _has_spectral_norm(module: nn.Module) -> bool:
-    parametrizations = getattr(module, "parametrizations", None)
-    return parametrizations is not None and "weight" in parametrizations
-
-
-def require_num_classes(key: str, num_classes: int | None) -> int:
-    """Conditional layers need the number of classes; 0 or None means the config forgot it."""
-    if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
-        raise ConfigError(
-            key,
-            num_classes,
-            "a conditional network needs the number of classes; set data.num_classes (10 for MNIST / CIFAR-10)",
-        )
-    return num_classes
+def has_spectral_norm(net: nn.Module) -> bool:
+    """True if any layer of ``net`` (or ``net`` itself) has a spectrally normalised weight."""
+    return any("weight" in getattr(m, "parametrizations", {}) for m in net.modules())
 
 
 class ConditionalBatchNorm2d(nn.Module):
@@ -82,3 +71,21 @@ class ProjectionHead(nn.Module):
         if y is None:
             raise ValueError("a projection discriminator needs class labels y, got None")
         return logits + torch.sum(self.embed(y) * h, dim=1)
+
+
+class SizedNetwork(nn.Module):
+    """Base of a network family (a G and its D) that shares supported sizes and initialisation.
+
+    Subclasses set ``supports`` for the family once; ``finish`` runs the family's weight init and
+    then, when asked, spectral normalisation (after init: SN's power iteration starts from the
+    initialised weights).
+    """
+
+    @classmethod
+    def supports(cls, image_size: int, channels: int) -> str | None:
+        raise NotImplementedError
+
+    def finish(self, init: Callable[[nn.Module], None], spectral_norm: bool) -> None:
+        init(self)
+        if spectral_norm:
+            apply_spectral_norm(self)

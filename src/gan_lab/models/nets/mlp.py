@@ -8,7 +8,13 @@ import math
 import torch
 from torch import nn
 
-from gan_lab.models.nets.checks import require_channels, require_positive
+from gan_lab.models.nets.checks import (
+    channels_reason,
+    first_reason,
+    positive_size_reason,
+    require_positive,
+    require_supported,
+)
 from gan_lab.models.nets.layers import apply_spectral_norm
 
 
@@ -19,9 +25,8 @@ class MLPGenerator(nn.Module):
         self, latent_dim: int = 100, image_size: int = 28, channels: int = 1, width: int = 128
     ) -> None:
         super().__init__()
-        require_positive("model.generator.latent_dim", latent_dim)
-        require_positive("data.image_size", image_size)
-        require_channels("data.channels", channels)
+        require_positive("latent_dim", latent_dim)
+        require_supported(type(self), image_size, channels)
         self.latent_dim, self.num_classes = latent_dim, 0
         self.image_shape = (channels, image_size, image_size)
         widths = [width, width * 2, width * 4, width * 8]
@@ -38,6 +43,11 @@ class MLPGenerator(nn.Module):
         layers += [nn.Linear(widths[-1], math.prod(self.image_shape)), nn.Tanh()]
         self.net = nn.Sequential(*layers)
 
+    @classmethod
+    def supports(cls, image_size: int, channels: int) -> str | None:
+        """Fully connected: any positive size, grey or RGB."""
+        return first_reason(channels_reason(channels), positive_size_reason(image_size))
+
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         return self.net(z).view(z.shape[0], *self.image_shape)
 
@@ -49,8 +59,7 @@ class MLPDiscriminator(nn.Module):
         self, image_size: int = 28, channels: int = 1, width: int = 256, spectral_norm: bool = False
     ) -> None:
         super().__init__()
-        require_positive("data.image_size", image_size)
-        require_channels("data.channels", channels)
+        require_supported(type(self), image_size, channels)
         self.num_classes = 0
         self.net = nn.Sequential(
             nn.Flatten(),
@@ -62,6 +71,11 @@ class MLPDiscriminator(nn.Module):
         )
         if spectral_norm:
             apply_spectral_norm(self)
+
+    @classmethod
+    def supports(cls, image_size: int, channels: int) -> str | None:
+        """Fully connected: any positive size, grey or RGB."""
+        return first_reason(channels_reason(channels), positive_size_reason(image_size))
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         return self.net(x).squeeze(1)

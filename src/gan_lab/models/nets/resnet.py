@@ -15,26 +15,36 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gan_lab.errors import ConfigError
-from gan_lab.models.nets.checks import require_channels, require_positive
-from gan_lab.models.nets.layers import (
-    ConditionalBatchNorm2d,
-    ProjectionHead,
-    apply_spectral_norm,
+from gan_lab.models.nets.checks import (
+    channels_reason,
+    first_reason,
     require_num_classes,
+    require_positive,
+    require_supported,
 )
+from gan_lab.models.nets.contract import NetworkArgumentError
+from gan_lab.models.nets.layers import ConditionalBatchNorm2d, ProjectionHead, SizedNetwork
 
 SUPPORTED_SIZES = (32, 64)
 
 
-def _require_size(image_size: int) -> None:
-    if image_size not in SUPPORTED_SIZES:
-        raise ConfigError(
-            "data.image_size",
-            image_size,
-            f"the ResNet networks are built for {list(SUPPORTED_SIZES)}; set data.image_size=32 "
-            "(MNIST is resized from 28) or use the mlp networks",
-        )
+def _supports(image_size: int, channels: int) -> str | None:
+    size_reason = (
+        None
+        if image_size in SUPPORTED_SIZES
+        else f"the ResNet networks are built for {list(SUPPORTED_SIZES)}; use 32 (MNIST is "
+        "resized from 28) or the mlp networks"
+    )
+    return first_reason(channels_reason(channels), size_reason)
+
+
+class _ResNetFamily(SizedNetwork):
+    """What the generator and discriminator of this family share: supported sizes."""
+
+    @classmethod
+    def supports(cls, image_size: int, channels: int) -> str | None:
+        """32x32 and 64x64, grey or RGB."""
+        return _supports(image_size, channels)
 
 
 def sngan_init(net: nn.Module) -> None:
@@ -118,7 +128,7 @@ class DiscriminatorBlock(nn.Module):
         return F.avg_pool2d(x, 2) if self.downsample else x
 
 
-class ResNetGenerator(nn.Module):
+class ResNetGenerator(_ResNetFamily):
     """z -> linear 4x4 x width -> up-blocks -> BN-ReLU-conv3 -> tanh."""
 
     def __init__(
@@ -131,21 +141,16 @@ class ResNetGenerator(nn.Module):
         spectral_norm: bool = False,
     ) -> None:
         super().__init__()
-        require_positive("model.generator.latent_dim", latent_dim)
-        require_positive("model.generator.width", width)
-        require_channels("data.channels", channels)
-        _require_size(image_size)
+        require_positive("latent_dim", latent_dim)
+        require_positive("width", width)
+        require_supported(type(self), image_size, channels)
         self.latent_dim = latent_dim
-        self.num_classes = (
-            0
-            if num_classes == 0
-            else require_num_classes("model.generator.num_classes", num_classes)
-        )
+        self.num_classes = 0 if num_classes == 0 else require_num_classes(num_classes)
         n_up = int(math.log2(image_size)) - 2
         halve = image_size > 32
         if halve and width < 2**n_up:
-            raise ConfigError(
-                "model.generator.width", width, f"at {image_size}x{image_size} must be >= {2**n_up}"
+            raise NetworkArgumentError(
+                "width", width, f"at {image_size}x{image_size} must be >= {2**n_up}"
             )
         self.width = width
         self.linear = nn.Linear(latent_dim, 4 * 4 * width)
@@ -155,9 +160,7 @@ class ResNetGenerator(nn.Module):
         )
         self.out_bn = nn.BatchNorm2d(chans[-1])
         self.out_conv = nn.Conv2d(chans[-1], channels, 3, 1, 1)
-        sngan_init(self)
-        if spectral_norm:
-            apply_spectral_norm(self)
+        self.finish(sngan_init, spectral_norm)
 
     def forward(self, z: Tensor, y: Tensor | None = None) -> Tensor:
         if self.num_classes and y is None:
@@ -168,7 +171,7 @@ class ResNetGenerator(nn.Module):
         return torch.tanh(self.out_conv(F.relu(self.out_bn(h))))
 
 
-class ResNetDiscriminator(nn.Module):
+class ResNetDiscriminator(_ResNetFamily):
     """Images -> down-blocks -> ReLU -> global sum pool -> (projection) head -> logits (N,)."""
 
     def __init__(
@@ -180,14 +183,9 @@ class ResNetDiscriminator(nn.Module):
         spectral_norm: bool = True,
     ) -> None:
         super().__init__()
-        require_positive("model.discriminator.width", width)
-        require_channels("data.channels", channels)
-        _require_size(image_size)
-        self.num_classes = (
-            0
-            if num_classes == 0
-            else require_num_classes("model.discriminator.num_classes", num_classes)
-        )
+        require_positive("width", width)
+        require_supported(type(self), image_size, channels)
+        self.num_classes = 0 if num_classes == 0 else require_num_classes(num_classes)
         if image_size == 32:  # 32 -> 16 -> 8 -> 8 -> 8, constant width
             plan = [
                 (channels, width, True),
@@ -198,8 +196,8 @@ class ResNetDiscriminator(nn.Module):
         else:  # 64 -> 32 -> 16 -> 8 -> 4 -> 2, doubling up to width
             n_down = int(math.log2(image_size)) - 1
             if width < 2 ** (n_down - 1):
-                raise ConfigError(
-                    "model.discriminator.width",
+                raise NetworkArgumentError(
+                    "width",
                     width,
                     f"at {image_size}x{image_size} must be >= {2 ** (n_down - 1)}",
                 )
@@ -209,9 +207,7 @@ class ResNetDiscriminator(nn.Module):
             *(DiscriminatorBlock(a, b, down, first=i == 0) for i, (a, b, down) in enumerate(plan))
         )
         self.head = ProjectionHead(width, self.num_classes)
-        sngan_init(self)
-        if spectral_norm:
-            apply_spectral_norm(self)
+        self.finish(sngan_init, spectral_norm)
 
     def forward(self, x: Tensor, y: Tensor | None = None) -> Tensor:
         h = F.relu(self.blocks(x)).sum(dim=(2, 3))

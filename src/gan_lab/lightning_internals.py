@@ -1,0 +1,75 @@
+"""Every touch of Lightning's private attributes, in one place.
+
+Lightning has no public API for four things gan-lab needs: an optimizer step that does not
+advance ``global_step`` (only G steps count), "will the loggers write this batch?", "stop after
+this batch the way SIGTERM stops", and the step the next logged scalar will carry. Each is a
+small function here, so a Lightning upgrade that renames one breaks one function and one test
+(tests/test_lightning_internals.py, pinned to the version range in pyproject.toml), not the
+training step silently.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import lightning as L
+
+
+@contextmanager
+def step_not_counted(optimizer: Any, trainer: L.Trainer) -> Iterator[None]:
+    """Inside this block, ``optimizer.step()`` does not advance ``trainer.global_step``.
+
+    ``LightningOptimizer.step`` calls ``_on_before_step`` / ``_on_after_step`` around the step;
+    manual optimization installs hooks there that advance the optimizer-step progress, which is
+    what ``global_step`` reads. Replacing them for D's step (keeping the profiler's timing) makes
+    ``global_step`` count G updates only, so ``trainer.max_steps`` means generator steps.
+    """
+    before, after = optimizer._on_before_step, optimizer._on_after_step
+    profiler = trainer.profiler
+    optimizer._on_before_step = lambda: profiler.start("optimizer_step")
+    optimizer._on_after_step = lambda: profiler.stop("optimizer_step")
+    try:
+        yield
+    finally:
+        optimizer._on_before_step, optimizer._on_after_step = before, after
+
+
+def attached_trainer(module: L.LightningModule) -> L.Trainer | None:
+    """The module's trainer, or None outside ``fit`` (unit tests call modules directly).
+
+    The public ``module.trainer`` raises when no trainer is attached; ``_trainer`` is None then.
+    """
+    return module._trainer
+
+
+def logger_writes(trainer: L.Trainer | None) -> bool:
+    """True on the batches whose logged scalars reach the loggers (``trainer.log_every_n_steps``).
+
+    The logger connector's ``should_update_logs`` is the trainer's own decision; recomputing it
+    from ``log_every_n_steps`` here would copy Lightning's rule and drift from it. Without a
+    trainer (unit tests), every batch counts as logged.
+    """
+    if trainer is None:
+        return True
+    connector = getattr(trainer, "_logger_connector", None)
+    return bool(getattr(connector, "should_update_logs", True))
+
+
+def stop_after_this_batch(trainer: L.Trainer) -> None:
+    """Stop as Lightning stops on SIGTERM: the loop finishes this batch, logs, then raises.
+
+    Setting the signal connector's flag (what Lightning's own SIGTERM handler sets) makes the fit
+    loop raise ``SIGTERMException`` at the next batch boundary on every rank.
+    """
+    trainer._signal_connector.received_sigterm = True
+
+
+def next_logged_step(trainer: L.Trainer) -> int:
+    """The step the next logged scalar is written at (the loggers' x axis).
+
+    Lightning logs at ``epoch_loop._batches_that_stepped``, not at ``global_step`` (which here
+    counts G steps only); a resumed run purges TensorBoard events from this step on.
+    """
+    return int(trainer.fit_loop.epoch_loop._batches_that_stepped)
