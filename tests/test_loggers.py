@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import struct
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -95,8 +96,8 @@ def wandb_records(path: Path) -> Iterator[object]:
             offset += room
             continue
         _, length, kind = struct.unpack("<IHB", data[offset : offset + 7])
-        if length == 0 and kind == 0:
-            break
+        if (length == 0 and kind == 0) or offset + 7 + length > len(data):
+            break  # the end, or a record still being written
         pending += data[offset + 7 : offset + 7 + length]
         offset += 7 + length
         if kind in (1, 4):  # FULL or LAST
@@ -106,14 +107,27 @@ def wandb_records(path: Path) -> Iterator[object]:
             yield record
 
 
+def finished_records(path: Path, timeout: float = 60.0) -> list[object]:
+    """The records once W&B's service has written the run's exit record: ``wandb.finish()`` can
+    return while it still writes (seen on a loaded machine)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        records = list(wandb_records(path))
+        if any(r.WhichOneof("record_type") == "exit" for r in records):
+            return records
+        assert time.monotonic() < deadline, "W&B never wrote the run's exit record"
+        time.sleep(0.5)
+
+
 def test_wandb_offline_run_folder_has_history_config_and_grids(
     make_cfg: Callable[..., DictConfig], tmp_path: Path, no_network: None, one_cpu_thread: None
 ) -> None:
     train(make_cfg(*LOGGED_GAN, "logger=wandb", "logger.wandb.tags=[test,mlp]"))
     (run_dir,) = (tmp_path / "run" / "wandb").glob("offline-run-*")
     (events,) = run_dir.glob("run-*.wandb")
+    records = finished_records(events)
     history, config, tags = [], {}, []
-    for record in wandb_records(events):
+    for record in records:
         kind = record.WhichOneof("record_type")
         if kind == "history":
             history.append(
