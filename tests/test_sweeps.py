@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import math
 import subprocess
 import sys
 from collections.abc import Callable
@@ -23,6 +24,7 @@ from gan_lab.sweep_summary import main as summary_main
 from gan_lab.sweep_summary import summarize
 from gan_lab.train import CONFIG_PATH, main, run
 from tests.conftest import data_overrides, run_cli
+from tests.tensorboard_view import hparams_view, metric_values
 
 QUIET = ("~callbacks.progress_bar", "trainer.enable_model_summary=false")
 
@@ -78,6 +80,13 @@ def check_multirun_finished_every_job(root: Path) -> None:
         rows = list(csv.DictReader(f))
     assert sorted(float(r["model.optimizer_g.lr"]) for r in rows) == [1e-4, 2e-4]
     assert all(float(r["g_step"]) == 20 for r in rows)
+    # TensorBoard's HPARAMS view of the sweep: one row per run, the swept key listed first
+    experiment, groups = hparams_view(sweep / "tensorboard")
+    assert {h.name for h in experiment.hparam_infos if h.differs} == {"model.optimizer_g.lr"}
+    lrs = sorted(g.hparams["model.optimizer_g.lr"].number_value for g in groups)
+    assert lrs == [1e-4, 2e-4]
+    assert all(metric_values(g)["final/g_step"] == 20 for g in groups)
+    assert all(math.isfinite(metric_values(g)["final/loss/d"]) for g in groups)
 
 
 def test_multirun_with_ddp_finishes_every_job(

@@ -19,13 +19,12 @@ from gan_lab.preflight_hook import preflight_train
 from gan_lab.run_lock import release_run_dir
 from gan_lab.sweep_jobs import in_multirun, run_recorded
 from gan_lab.sweep_summary import write_run_metrics
-from gan_lab.training.step_stats import StepStats
 from gan_lab.utils import (
-    hyperparameters,
     instantiate_callbacks,
     instantiate_loggers,
     instantiate_model,
     print_and_save_config,
+    run_summary_settings,
 )
 
 log = logging.getLogger(__name__)
@@ -63,6 +62,7 @@ def build_run(cfg: DictConfig) -> RunParts:
 
     from gan_lab.callbacks import RunConfigInCheckpoint
     from gan_lab.callbacks.resume_state import ResumeState
+    from gan_lab.callbacks.run_summary import RunSummary
 
     ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), Path(cfg.paths.output_dir))
     if cfg.get("seed") is not None:
@@ -78,6 +78,8 @@ def build_run(cfg: DictConfig) -> RunParts:
     callbacks = instantiate_callbacks(cfg.get("callbacks"))
     callbacks.append(RunConfigInCheckpoint(OmegaConf.to_container(cfg, resolve=True)))
     callbacks.append(ResumeState())  # RNG states and TensorBoard restart marker: exact resume
+    # hyperparameters to every logger; final numbers, kimg and TensorBoard's HPARAMS at the end
+    callbacks.append(RunSummary(**run_summary_settings(cfg)))
     return RunParts(datamodule, model, callbacks, ckpt_path)
 
 
@@ -85,11 +87,12 @@ def fit(cfg: DictConfig, parts: RunParts) -> dict[str, float]:
     """Loggers, Trainer, ``trainer.fit``; returns the final logged scalars."""
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+    from gan_lab.callbacks.run_summary import final_scalars
+    from gan_lab.loggers import finish_runs
+
     output_dir = Path(cfg.paths.output_dir)
     loggers = instantiate_loggers(cfg.get("logger"))
     trainer = hydra.utils.instantiate(cfg.trainer, callbacks=parts.callbacks, logger=loggers)
-    for logger in trainer.loggers:
-        logger.log_hyperparams(hyperparameters(cfg))
     try:
         trainer.fit(model=parts.model, datamodule=parts.datamodule, ckpt_path=parts.ckpt_path)
     except SIGTERMException:
@@ -100,13 +103,17 @@ def fit(cfg: DictConfig, parts: RunParts) -> dict[str, float]:
             output_dir,
         )
         raise SystemExit(PREEMPTED_EXIT_CODE) from None
-    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
-    # the last batch's losses, also when it was not a logged batch
-    stats = getattr(parts.model, "step_stats", None)
-    if isinstance(stats, StepStats):
-        metrics.update(stats.floats())
-    steps = int(metrics.get("g_step", trainer.global_step))  # spawned DDP: the step lives in rank 0
-    log.info("finished %d generator steps; outputs in %s", steps, output_dir)
+    finally:
+        finish_runs(trainer.loggers)
+    metrics = final_scalars(trainer, parts.model)
+    # spawned DDP: the counters live in rank 0, which returns its callback metrics
+    log.info(
+        "finished: G step %d, %d D updates, %.1f kimg; outputs in %s",
+        int(metrics.get("g_step", trainer.global_step)),
+        int(metrics.get("d_updates", 0)),
+        metrics.get("kimg", 0.0),
+        output_dir,
+    )
     return metrics
 
 

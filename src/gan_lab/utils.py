@@ -15,6 +15,7 @@ import rich.tree
 from omegaconf import DictConfig, OmegaConf
 
 from gan_lab.errors import ConfigError, find_cause
+from gan_lab.hparams import overridden_keys, override_key, run_hyperparameters
 
 if TYPE_CHECKING:  # lightning is imported lazily: config errors should not wait for it
     import lightning as L
@@ -95,8 +96,43 @@ def print_and_save_config(cfg: DictConfig, output_dir: Path) -> None:
         rich.print(tree, file=f)
 
 
-def hyperparameters(cfg: DictConfig) -> dict[str, Any]:
-    """The parts of the config worth comparing across runs in TensorBoard's HPARAMS tab."""
-    container = OmegaConf.to_container(cfg, resolve=True)
-    assert isinstance(container, dict)
-    return {k: container[k] for k in ("data", "model", "trainer", "seed", "tags") if k in container}
+def swept_keys(hydra_cfg: DictConfig) -> list[str] | None:
+    """The keys a multirun varies (None outside one): the sweeper's ``params`` and the sweeps of
+    the command line (``lr=1e-4,2e-4``, ``interval(...)``) as saved in the sweep's multirun.yaml."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.types import RunMode
+
+    if hydra_cfg.mode != RunMode.MULTIRUN:
+        return None
+    keys = [str(k) for k in (OmegaConf.select(hydra_cfg, "sweeper.params", default=None) or {})]
+    multirun = Path(hydra_cfg.sweep.dir) / "multirun.yaml"
+    if multirun.is_file():
+        task = OmegaConf.select(OmegaConf.load(multirun), "hydra.overrides.task", default=[])
+        overrides = OverridesParser.create().parse_overrides(list(task or []))
+        keys += [o.key_or_group for o in overrides if o.is_sweep_override()]
+    return list(dict.fromkeys(keys))
+
+
+def run_summary_settings(cfg: DictConfig) -> dict[str, Any]:
+    """The RunSummary callback's arguments: the flat hyperparameters (varied keys first), the
+    varied keys (a sweep's swept ones; a single run's overrides) and the sweep's objective."""
+    from hydra.core.hydra_config import HydraConfig
+
+    overrides: list[str] = []
+    choices: dict[str, Any] = {}
+    varied: list[str] | None = None
+    direction = "minimize"
+    if HydraConfig.initialized():  # gan-train; not when a test composes the config itself
+        hydra_cfg = HydraConfig.get()
+        overrides, choices = list(hydra_cfg.overrides.task), dict(hydra_cfg.runtime.choices)
+        varied = swept_keys(hydra_cfg)
+        chosen = OmegaConf.select(hydra_cfg, "sweeper.direction", default=None)
+        direction = str(chosen).lower() if str(chosen).lower() == "maximize" else "minimize"
+    varied = overridden_keys(overrides) if varied is None else varied
+    overrides.sort(key=lambda o: override_key(o) not in varied)  # stable: varied ones first
+    return {
+        "hparams": run_hyperparameters(cfg, overrides, choices),
+        "varied": varied,
+        "optimized_metric": cfg.get("optimized_metric"),
+        "direction": direction,
+    }

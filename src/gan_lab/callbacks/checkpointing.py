@@ -22,6 +22,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from gan_lab.callbacks.progress import training_progress
 from gan_lab.checkpoint_io import AtomicCheckpointIO, remove_stale_temp_files
 from gan_lab.lightning_internals import stop_after_this_batch
 
@@ -132,9 +133,18 @@ class SafeCheckpoint(ModelCheckpoint):
         self.last_model_path = path  # before saving: the restored callback must know its last.ckpt
         trainer.save_checkpoint(path, weights_only=False)  # resumable: optimizers, loops, callbacks
         self._saved_batch = batch
-        log.warning("saved resumable checkpoint %s (generator step %d)", path, trainer.global_step)
+        progress = training_progress(trainer, trainer.lightning_module)
+        log.warning("saved resumable checkpoint %s (%s)", path, progress.describe())
 
     def _save_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:
         super()._save_checkpoint(trainer, filepath)
         if Path(filepath).name == f"{self.CHECKPOINT_NAME_LAST}{self.FILE_EXTENSION}":
             self._saved_batch = trainer.fit_loop.epoch_loop.batch_progress.total.processed
+        progress = training_progress(trainer, trainer.lightning_module)
+        log.info("saved checkpoint %s (%s)", filepath, progress.describe())
+
+    def on_save_checkpoint(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        # where the run is, in the units papers use: g_step, d_updates, images_shown, kimg
+        checkpoint["progress"] = training_progress(trainer, pl_module).as_dict()

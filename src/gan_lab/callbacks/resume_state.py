@@ -21,6 +21,7 @@ import torch.distributed as dist
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from gan_lab.lightning_internals import next_logged_step
+from gan_lab.loggers import event_file_writer
 
 log = logging.getLogger(__name__)
 
@@ -66,10 +67,7 @@ def purge_tensorboard_after(logger: TensorBoardLogger, step: int) -> None:
     """Write TensorBoard's restart marker: readers discard earlier points at ``step`` or later."""
     from tensorboard.compat.proto.event_pb2 import Event, SessionLog
 
-    writer = logger.experiment
-    file_writer = (
-        writer._get_file_writer() if hasattr(writer, "_get_file_writer") else writer.file_writer
-    )
+    file_writer = event_file_writer(logger)
     file_writer.add_event(
         Event(wall_time=time.time(), step=step, session_log=SessionLog(status=SessionLog.START))
     )

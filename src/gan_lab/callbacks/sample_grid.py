@@ -6,15 +6,16 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 from torchvision.utils import make_grid, save_image
 
 from gan_lab.errors import ConfigError
+from gan_lab.loggers import log_image
 
 
 class SampleGrid(L.Callback):
-    """Writes ``<dirpath>/step_XXXXXXX.png`` and the TensorBoard image ``samples/fixed_noise``."""
+    """Writes ``<dirpath>/step_XXXXXXX.png`` and the image ``samples/fixed_noise`` to every logger
+    that takes images (TensorBoard, MLflow, W&B)."""
 
     def __init__(self, every_n_steps: int = 500, dirpath: str | None = None, nrow: int = 8) -> None:
         if not isinstance(every_n_steps, int) or every_n_steps < 1:
@@ -43,8 +44,7 @@ class SampleGrid(L.Callback):
         images = pl_module.generate(pl_module.fixed_z, pl_module.fixed_y)
         grid = grid_tensor(images, self.nrow)
         for logger in trainer.loggers:
-            if isinstance(logger, TensorBoardLogger):
-                logger.experiment.add_image("samples/fixed_noise", grid, global_step=step)
+            log_image(logger, "samples/fixed_noise", grid, step)
         dirpath = self.dirpath or Path(trainer.default_root_dir) / "samples"
         dirpath.mkdir(parents=True, exist_ok=True)
         save_image(grid, dirpath / f"step_{step:07d}.png")
