@@ -10,13 +10,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import lightning as L
-import numpy as np
 import torch
-from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 from torchvision.utils import make_grid, save_image
 
 from gan_lab.callbacks.sample_grid import grid_tensor
+from gan_lab.loggers import log_image
 
 TAG = "samples/real_vs_fake"
 GAP = 8  # pixels
@@ -73,17 +72,4 @@ class RealVsFake(L.Callback):
         dirpath.mkdir(parents=True, exist_ok=True)
         save_image(picture, dirpath / "real_vs_fake.png")
         for logger in trainer.loggers:
-            log_image(logger, picture, trainer.global_step)
-
-
-def log_image(logger: object, picture: torch.Tensor, step: int) -> None:
-    """To TensorBoard (add_image), MLflow (an artifact) or any logger with ``log_image`` (W&B)."""
-    if isinstance(logger, TensorBoardLogger):
-        logger.experiment.add_image(TAG, picture, global_step=step)
-        return
-    array = (picture.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
-    array = np.ascontiguousarray(array)
-    if type(logger).__name__ == "MLFlowLogger":  # no import of mlflow unless it is in use
-        logger.experiment.log_image(logger.run_id, array, artifact_file=f"{TAG}.png")
-    elif hasattr(logger, "log_image"):
-        logger.log_image(key=TAG, images=[array], step=step)
+            log_image(logger, TAG, picture, trainer.global_step)
