@@ -33,7 +33,7 @@ def test_anchors_copy_the_first_means_then_average_with_the_decay() -> None:
     expected_real, expected_fake = 2.0, -2.0  # the first update copies the means
     for i, (real, fake) in enumerate(batches):
         real_t, fake_t = torch.tensor(real), torch.tensor(fake)
-        total, logs = reg(_critic, x, x, None, i, real_t, fake_t)
+        total, logs = reg(_critic, x, x, None, i, real_logits=real_t, fake_logits=fake_t)
         if i > 0:
             expected_real = 0.9 * expected_real + 0.1 * sum(real) / 2
             expected_fake = 0.9 * expected_fake + 0.1 * sum(fake) / 2
@@ -51,7 +51,15 @@ def test_start_step_keeps_copying_until_then() -> None:
     reg = LeCamRegularizer(decay=0.99, start_step=2)
     x = torch.zeros(1, 1)
     for i, value in enumerate([1.0, 5.0, 9.0]):
-        reg(_critic, x, x, None, i, torch.tensor([value]), torch.tensor([-value]))
+        reg(
+            _critic,
+            x,
+            x,
+            None,
+            i,
+            real_logits=torch.tensor([value]),
+            fake_logits=torch.tensor([-value]),
+        )
     assert float(reg.anchor_real) == pytest.approx(0.99 * 5.0 + 0.01 * 9.0)
 
 
@@ -71,7 +79,9 @@ def test_gradient_penalties_on_top_add_their_terms_and_keep_their_numbers() -> N
     assert reg.needs_input_gradients and not LeCamRegularizer().needs_input_gradients
     real, fake = torch.randn(4, 1, 2, 2), torch.randn(4, 1, 2, 2)
     real_logits, fake_logits = _critic(real), _critic(fake)
-    total, logs = reg(_critic, real, fake, None, 0, real_logits, fake_logits)
+    total, logs = reg(
+        _critic, real, fake, None, 0, real_logits=real_logits, fake_logits=fake_logits
+    )
     r1_term = r1_penalty(_critic, real).item()
     assert r1_term == pytest.approx(float(4 * real.pow(2).flatten(1).sum(1).mean()), rel=1e-5)
     assert float(total) == pytest.approx(0.5 * float(logs["penalty/lecam"]) + 1.0 * r1_term)

@@ -306,10 +306,8 @@ class GANModule(CountsAppliedUpdates, L.LightningModule):
         real labels. Zero when no regularizer is set."""
         if self.regularizer is None:
             return torch.zeros((), device=inputs[0].device), {}
-        real, fake = inputs
-        return self.regularizer(
-            self.discriminator, real, fake, labels[0], self.d_updates, *logits, labels[1]
-        )
+        step = {"real_logits": logits[0], "fake_logits": logits[1], "y_fake": labels[1]}
+        return self.regularizer(self.discriminator, *inputs, labels[0], self.d_updates, **step)
 
     def _schedulers(self) -> list[LRScheduler]:
         schedulers = self.lr_schedulers() or []

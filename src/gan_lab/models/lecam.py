@@ -13,6 +13,7 @@ averaged over ranks first, so every rank holds the same anchors.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -80,16 +81,13 @@ class LeCamRegularizer(nn.Module):
 
     def forward(
         self,
-        discriminator: Critic,
-        real: Tensor,
-        fake: Tensor,
-        y: Tensor | None,
-        d_step: int,
+        *inputs: Any,
         real_logits: Tensor | None = None,
         fake_logits: Tensor | None = None,
         y_fake: Tensor | None = None,
     ) -> tuple[Tensor, dict[str, Tensor]]:
-        """Same call as DiscriminatorRegularizer; needs this step's logits."""
+        """The call of :class:`DiscriminatorRegularizer` (``inputs``: discriminator, real, fake,
+        y, d_step), handed on to ``penalties``; LeCam itself needs this step's logits."""
         if real_logits is None or fake_logits is None:
             raise ValueError("LeCam regularization needs D's logits of this step")
         self.update_anchors(real_logits, fake_logits)
@@ -100,7 +98,7 @@ class LeCamRegularizer(nn.Module):
             "lecam/anchor_fake": self.anchor_fake.clone(),
         }
         if self.penalties is not None:
-            extra, extra_logs = self.penalties(discriminator, real, fake, y, d_step, y_fake=y_fake)
+            extra, extra_logs = self.penalties(*inputs[:5], y_fake=y_fake)
             total, logs = total + extra, logs | extra_logs
         return total, logs
 
