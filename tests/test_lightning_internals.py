@@ -126,6 +126,20 @@ def test_an_uncounted_step_steps_but_does_not_advance_global_step() -> None:
     assert profiler.events.count(("stop", "optimizer_step")) == 2 * BATCHES
 
 
+def test_uncount_steps_takes_counted_steps_back() -> None:
+    trainer = _fit(TwoOptimizerSteps())
+    lightning_internals.uncount_steps(trainer, 2)
+    assert trainer.global_step == BATCHES - 2
+    lightning_internals.uncount_steps(trainer, 10 * BATCHES)  # never below zero
+    assert trainer.global_step == 0
+
+
+def test_ddp_strategies_have_the_wrapper_per_network_ddp_uses() -> None:
+    from lightning.pytorch.strategies import DDPStrategy
+
+    assert callable(getattr(DDPStrategy, "_setup_model", None))
+
+
 def test_logger_writes_follows_log_every_n_steps_and_logged_steps_count_batches() -> None:
     module = TwoOptimizerSteps()
     _fit(module)

@@ -59,6 +59,12 @@ def uncount_steps(trainer: L.Trainer, n: int) -> None:
         tracker.completed = max(0, tracker.completed - n)
 
 
+def ddp_wrap(strategy: Any, network: Any) -> Any:
+    """``DDPStrategy._setup_model``: ``network`` in DistributedDataParallel with the strategy's
+    device ids and DDP arguments (per-network DDP wraps G and D separately with it)."""
+    return strategy._setup_model(network)
+
+
 def attached_trainer(module: L.LightningModule) -> L.Trainer | None:
     """The module's trainer, or None outside ``fit`` (unit tests call modules directly).
 

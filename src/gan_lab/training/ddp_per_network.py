@@ -30,6 +30,7 @@ import torch.distributed as dist
 from lightning.pytorch.strategies import DDPStrategy
 
 from gan_lab.errors import ConfigError
+from gan_lab.lightning_internals import ddp_wrap
 
 
 def broadcast_module_state(module: torch.nn.Module, src: int = 0) -> None:
@@ -70,7 +71,7 @@ class PerNetworkDDPStrategy(DDPStrategy):
                 "needs a LightningModule with wrap_networks() (GANModule); use trainer=ddp otherwise",
             )
         broadcast_module_state(module)  # DDP syncs only what it wraps; the EMA must match too
-        module.wrap_networks(self._setup_model)
+        module.wrap_networks(lambda network: ddp_wrap(self, network))
 
     def teardown(self) -> None:
         module = self.lightning_module
