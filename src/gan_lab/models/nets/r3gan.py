@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass, fields
 from itertools import pairwise
 from typing import Any
 
@@ -87,22 +88,52 @@ def stage_plan(
     return widths, counts
 
 
-def _block_options(
-    expansion: int, group_channels: int, kernel_size: int, blocks: list[int]
-) -> dict[str, Any]:
-    """Validated keyword arguments of every residual block of one network."""
-    require_positive("expansion", expansion)
-    require_positive("group_channels", group_channels)
-    if not isinstance(kernel_size, int) or kernel_size < 1 or kernel_size % 2 == 0:
-        raise NetworkArgumentError(
-            "kernel_size", kernel_size, "must be an odd integer >= 1 (3 in R3GAN)"
+@dataclass(frozen=True)
+class StagePlan:
+    """The arguments G and D share: one owner, so one YAML list configures both networks.
+
+    ``width``: channels of every stage up to 32x32 (halved per doubling above); ``stage_widths``:
+    or one count per stage from 4x4 up; ``blocks_per_stage``: one integer or one per stage;
+    ``expansion`` / ``group_channels`` / ``kernel_size``: each inverted bottleneck's shape.
+    """
+
+    width: int = 768
+    stage_widths: Sequence[int] | None = None
+    blocks_per_stage: int | Sequence[int] = 2
+    expansion: int = 2
+    group_channels: int = 16
+    kernel_size: int = 3
+
+    @classmethod
+    def of(cls, arguments: dict[str, Any]) -> StagePlan:
+        """The plan from a network's keyword arguments; an unknown one is named."""
+        known = {f.name for f in fields(cls)}
+        for name, value in arguments.items():
+            if name not in known:
+                raise NetworkArgumentError(
+                    name, value, f"not an R3GAN argument; use {sorted(known)}"
+                )
+        return cls(**arguments)
+
+    def layout(self, image_size: int) -> tuple[list[int], list[int], dict[str, Any]]:
+        """Channels and blocks per stage from 4x4 up, and every residual block's options."""
+        widths, blocks = stage_plan(
+            image_size, self.width, self.stage_widths, self.blocks_per_stage
         )
-    return {
-        "expansion": expansion,
-        "group_channels": group_channels,
-        "kernel": kernel_size,
-        "total_blocks": sum(blocks),
-    }
+        require_positive("expansion", self.expansion)
+        require_positive("group_channels", self.group_channels)
+        kernel = self.kernel_size
+        if not isinstance(kernel, int) or kernel < 1 or kernel % 2 == 0:
+            raise NetworkArgumentError(
+                "kernel_size", kernel, "must be an odd integer >= 1 (3 in R3GAN)"
+            )
+        options = {
+            "expansion": self.expansion,
+            "group_channels": self.group_channels,
+            "kernel": kernel,
+            "total_blocks": sum(blocks),
+        }
+        return widths, blocks, options
 
 
 def _classes(num_classes: int) -> int:
@@ -117,20 +148,15 @@ class R3GANGenerator(_R3GANFamily):
         latent_dim: int = 64,
         image_size: int = 32,
         channels: int = 3,
-        width: int = 768,
-        stage_widths: Sequence[int] | None = None,
-        blocks_per_stage: int | Sequence[int] = 2,
-        expansion: int = 2,
-        group_channels: int = 16,
-        kernel_size: int = 3,
         num_classes: int = 0,
         embedding_dim: int | None = None,
+        **plan: Any,
     ) -> None:
+        """``plan``: the :class:`StagePlan` arguments (width, stage_widths, blocks_per_stage, ...)."""
         super().__init__()
         require_positive("latent_dim", latent_dim)
         require_supported(type(self), image_size, channels)
-        widths, blocks = stage_plan(image_size, width, stage_widths, blocks_per_stage)
-        options = _block_options(expansion, group_channels, kernel_size, blocks)
+        widths, blocks, options = StagePlan.of(plan).layout(image_size)
         self.latent_dim, self.num_classes = latent_dim, _classes(num_classes)
         embed = (embedding_dim or latent_dim) if self.num_classes else 0
         self.embed = nn.Embedding(self.num_classes, embed) if self.num_classes else None
@@ -163,19 +189,14 @@ class R3GANDiscriminator(_R3GANFamily):
         self,
         image_size: int = 32,
         channels: int = 3,
-        width: int = 768,
-        stage_widths: Sequence[int] | None = None,
-        blocks_per_stage: int | Sequence[int] = 2,
-        expansion: int = 2,
-        group_channels: int = 16,
-        kernel_size: int = 3,
         num_classes: int = 0,
+        **plan: Any,
     ) -> None:
+        """``plan``: the :class:`StagePlan` arguments, as for the generator."""
         super().__init__()
         require_supported(type(self), image_size, channels)
-        widths, blocks = stage_plan(image_size, width, stage_widths, blocks_per_stage)
+        widths, blocks, options = StagePlan.of(plan).layout(image_size)
         widths, blocks = widths[::-1], blocks[::-1]
-        options = _block_options(expansion, group_channels, kernel_size, blocks)
         self.num_classes = _classes(num_classes)
         self.from_image = conv(channels, widths[0], 1, gain=1.0)
         stages = []
