@@ -23,8 +23,6 @@ read in one transfer and judged in order, so watching costs no host sync per ste
 from __future__ import annotations
 
 import logging
-import statistics
-from collections import deque
 from typing import Any
 
 import lightning as L
@@ -33,6 +31,7 @@ from torch import Tensor
 
 from gan_lab.errors import ConfigError
 from gan_lab.lightning_internals import logger_writes
+from gan_lab.training.health_signals import HealthSignals, diversity_ratio, near_duplicate_fraction
 from gan_lab.training.recovery import Snapshot, TrainingStopped, check_policy, roll_back
 from gan_lab.training.step_stats import StepStats, latest_scalar, write_scalars
 
@@ -40,113 +39,6 @@ log = logging.getLogger(__name__)
 
 POLICIES = ("continue", "stop", "rollback")
 WATCHED = ("loss/d", "loss/g", "D(x)", "D(G(z))")
-
-
-def mean_pairwise_distance(images: Tensor) -> float:
-    """Mean L2 distance between distinct images, per sqrt(pixel): 0 means all images are equal."""
-    flat = images.detach().float().flatten(1)
-    n = flat.shape[0]
-    if n < 2:
-        return 0.0
-    distances = torch.cdist(flat, flat)
-    return float(distances.sum() / (n * (n - 1)) / flat.shape[1] ** 0.5)
-
-
-def diversity_ratio(fake: Tensor, real: Tensor) -> float:
-    """Diversity of generated images relative to real ones (about 1 healthy, near 0 collapsed)."""
-    real_spread = mean_pairwise_distance(real)
-    return mean_pairwise_distance(fake) / real_spread if real_spread > 0 else float("nan")
-
-
-def near_duplicate_fraction(fake: Tensor, real: Tensor, closeness: float = 0.1) -> float:
-    """Share of pairs of generated images closer than ``closeness`` x the real mean distance.
-
-    Catches partial collapse onto a handful of outputs, which the mean distance alone misses:
-    with k repeated patterns about 1/k of all pairs are near-duplicates; real data has almost none.
-    """
-    flat = fake.detach().float().flatten(1)
-    n = flat.shape[0]
-    if n < 2:
-        return 0.0
-    threshold = closeness * mean_pairwise_distance(real) * flat.shape[1] ** 0.5
-    close = (torch.cdist(flat, flat) < threshold).sum() - n  # minus the diagonal
-    return float(close) / (n * (n - 1))
-
-
-class HealthSignals:
-    """The window of recent scalars and the verdicts drawn from it; free of Lightning."""
-
-    def __init__(
-        self,
-        window: int,
-        d_loss_floor: float,
-        score_gap_ceiling: float,
-        explosion_factor: float,
-        loss_bounded_below: bool,
-        scores_are_probabilities: bool,
-    ) -> None:
-        self.window = window
-        self.d_loss_floor, self.score_gap_ceiling = d_loss_floor, score_gap_ceiling
-        self.explosion_factor = explosion_factor
-        self.loss_bounded_below, self.scores_are_probabilities = (
-            loss_bounded_below,
-            scores_are_probabilities,
-        )
-        self.d_loss: deque[float] = deque(maxlen=window)
-        self.g_loss: deque[float] = deque(maxlen=window)
-        self.gap: deque[float] = deque(maxlen=window)
-
-    def add(
-        self,
-        d_loss: float | None,
-        g_loss: float | None,
-        real_score: float | None,
-        fake_score: float | None,
-    ) -> dict[str, str]:
-        """Record one batch; returns ``{signal: what was seen}`` for every signal firing now."""
-        alerts: dict[str, str] = {}
-        for name, value, history in (
-            ("loss/d", d_loss, self.d_loss),
-            ("loss/g", g_loss, self.g_loss),
-        ):
-            if value is None:
-                continue
-            if len(history) == self.window:
-                typical = statistics.median(abs(v) for v in history)
-                if abs(value) > self.explosion_factor * max(typical, 1e-3):
-                    alerts["loss_explosion"] = (
-                        f"{name}={value:.4g} is {abs(value) / max(typical, 1e-3):.0f}x its median magnitude "
-                        f"{typical:.3g} over the last {self.window} batches"
-                    )
-            history.append(value)
-        if real_score is not None and fake_score is not None:
-            self.gap.append(real_score - fake_score)
-        if len(self.d_loss) == self.window:
-            mean_d = statistics.fmean(self.d_loss)
-            if self.loss_bounded_below and mean_d < self.d_loss_floor:
-                alerts["d_overpowering"] = (
-                    f"mean D loss {mean_d:.4g} < {self.d_loss_floor} over the last {self.window} batches"
-                )
-        if self.scores_are_probabilities and len(self.gap) == self.window:
-            mean_gap = statistics.fmean(self.gap)
-            if mean_gap > self.score_gap_ceiling:
-                alerts.setdefault(
-                    "d_overpowering",
-                    f"mean D(x) - D(G(z)) {mean_gap:.4f} > {self.score_gap_ceiling} over the last {self.window} batches",
-                )
-        return alerts
-
-    def reset(self) -> None:
-        for history in (self.d_loss, self.g_loss, self.gap):
-            history.clear()
-
-    def summary(self) -> dict[str, float]:
-        out: dict[str, float] = {}
-        if self.d_loss:
-            out["health/d_loss_mean"] = statistics.fmean(self.d_loss)
-        if self.gap:
-            out["health/score_gap_mean"] = statistics.fmean(self.gap)
-        return out
 
 
 class HealthMonitor(L.Callback):
