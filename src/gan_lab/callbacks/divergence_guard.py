@@ -76,7 +76,6 @@ class _Batch:
 
     values: Tensor
     where: str
-    g_on_device: bool = False  # G's optimizer drops bad updates on the device (counted until read)
 
 
 class DivergenceGuard(L.Callback):
@@ -131,7 +130,6 @@ class DivergenceGuard(L.Callback):
     ) -> None:
         self._where_now = self._where(trainer)
         self._grad_flags = {}
-        self._on_device: dict[str, bool] = {}
 
     def on_before_optimizer_step(
         self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: Optimizer
@@ -142,7 +140,6 @@ class DivergenceGuard(L.Callback):
         found = nonfinite_gradients(optimizer)
         if skips_on_device(optimizer):
             optimizer.found_inf = found  # the fused kernel drops the update when found == 1
-            self._on_device[net] = True
         elif found:  # a host read: this optimizer cannot skip on the device
             optimizer.zero_grad(set_to_none=True)  # the step that follows changes nothing
             getattr(pl_module, "skip_update", lambda _opt: None)(optimizer)  # no G step
@@ -151,13 +148,7 @@ class DivergenceGuard(L.Callback):
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any
     ) -> None:
-        self._pending.append(
-            _Batch(
-                self._batch_flags(trainer, pl_module),
-                self._where_now,
-                self._on_device.get("G", False),
-            )
-        )
+        self._pending.append(_Batch(self._batch_flags(trainer, pl_module), self._where_now))
         batch = trainer.fit_loop.epoch_loop.batch_progress.total.ready
         written = logger_writes(trainer)
         if written or batch % self.check_every_n_batches == 0:
@@ -196,8 +187,8 @@ class DivergenceGuard(L.Callback):
         pending, self._pending = self._pending, []
         rows = torch.stack([b.values for b in pending]).tolist()
         rolled_back = False  # later bad batches of this read ran before the rollback: count only
-        dropped_g = sum(1 for b, row in zip(pending, rows, strict=True) if b.g_on_device and row[0])
-        if dropped_g:  # G updates the device dropped were counted as G steps: take them back
+        dropped_g = sum(1 for row in rows if row[0])  # G flags are set only when G stepped
+        if dropped_g and skips_on_device(trainer.optimizers[0]):  # counted as G steps: take back
             getattr(pl_module, "forget_g_steps", lambda _n: None)(dropped_g)
         for batch, (g_bad, d_bad, *losses) in zip(pending, rows, strict=True):
             for net, bad in (("D", d_bad), ("G", g_bad)):
