@@ -116,6 +116,7 @@ class GANModule(CountsAppliedUpdates, L.LightningModule):
         # per-network DDP wrappers (training/ddp_per_network.py); a plain dict, not submodules
         self._wrapped: dict[str, nn.Module] = {}
         self.d_updates = 0  # D updates so far; survives checkpoints
+        self.skipped_updates: set[int] = set()  # see training/update_counting.py
         # this batch's losses and D scores (detached); logged only on the batches loggers write
         self.step_stats = StepStats()
         self.noise_seed = noise_seed  # training noise (training/noise.py); None: setup draws
@@ -245,11 +246,11 @@ class GANModule(CountsAppliedUpdates, L.LightningModule):
             g_grad_norm = clip_and_measure(
                 self.generator, self.hparams.grad_clip_g, logged, trainer
             )
-            self.skipped_updates().discard(id(opt_g.optimizer))
+            self.skipped_updates.discard(id(opt_g.optimizer))
             with step_not_counted(opt_g, self.trainer):
                 opt_g.step()
         self.step_stats["loss/g"] = g_loss.detach()
-        if id(opt_g.optimizer) in self.skipped_updates():
+        if id(opt_g.optimizer) in self.skipped_updates:
             write_scalars(trainer, scalars)
             return  # a dropped update is no G step: max_steps, schedules and the EMA wait for a real one
         count_step(opt_g)

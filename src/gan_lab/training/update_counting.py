@@ -16,20 +16,16 @@ from gan_lab.lightning_internals import uncount_steps
 
 
 class CountsAppliedUpdates:
-    """Mixin for the GAN LightningModule (it provides ``trainer``)."""
+    """Mixin for the GAN LightningModule (it provides ``trainer``; its ``__init__`` sets
+    ``skipped_updates`` to an empty set)."""
 
     trainer: Any
+    skipped_updates: set[int]  # optimizers (by id) whose update a guard dropped this batch
 
     def skip_update(self, optimizer: Optimizer) -> None:
         """This batch's update of ``optimizer`` was dropped before the step: do not count it."""
-        self.skipped_updates().add(id(optimizer))
+        self.skipped_updates.add(id(optimizer))
 
     def forget_g_steps(self, n: int) -> None:
         """``n`` counted G updates were dropped on the device: take them back."""
         uncount_steps(self.trainer, n)
-
-    def skipped_updates(self) -> set[int]:
-        """Optimizers (by id) whose update a guard dropped in the current batch."""
-        if not hasattr(self, "_skipped_updates"):
-            self._skipped_updates: set[int] = set()
-        return self._skipped_updates
