@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 TEMP_SUFFIX = ".tmp"
 # What a resumable checkpoint of ours must hold (Lightning's keys plus ours).
 REQUIRED_KEYS = ("state_dict", "optimizer_states", "loops", "global_step")
+# Kept for its metric, not for resuming: an earlier step than the run reached (callbacks/best_checkpoint.py)
+BEST_NAME = "best.ckpt"
 
 
 class CheckpointError(UserError):
@@ -134,12 +136,17 @@ def check_resumable(checkpoint: dict[str, Any], path: str | Path) -> None:
 
 
 def checkpoint_candidates(folders: Iterable[str | Path]) -> list[Path]:
-    """All ``*.ckpt`` files of ``folders``, newest first (temp files of interrupted writes excluded)."""
+    """The ``*.ckpt`` files of ``folders`` a run may resume from, newest first.
+
+    Temp files of interrupted writes are excluded, and so is ``best.ckpt``: resuming from it
+    would silently rewind the run to an earlier step.
+    """
     files = {
         p.resolve()
         for folder in folders
         if Path(folder).is_dir()
         for p in Path(folder).glob("*.ckpt")
+        if p.name != BEST_NAME
     }
     return sorted(files, key=lambda p: (p.stat().st_mtime_ns, p.name), reverse=True)
 

@@ -155,7 +155,9 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     preflight_eval(cfg)  # options, folders, output file, checkpoint: before any work or write
     metrics = chosen_metrics(cfg)
     real_only = cfg.get("compare_split") or cfg.get("images")
-    checkpoint = None if real_only else load_trained_gan(cfg.ckpt_path, cfg.device)
+    checkpoint = (
+        None if real_only else load_trained_gan(cfg.ckpt_path, cfg.device, cfg.get("run_dir"))
+    )
     data_cfg = checkpoint.run_config["data"] if checkpoint else cfg.get("data")
     if data_cfg is None and not cfg.get("reference"):
         raise UserError(

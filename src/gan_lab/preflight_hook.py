@@ -73,7 +73,7 @@ def _eval_checks(cfg: DictConfig) -> None:
     if cfg.get("data_path"):
         list_image_folder(Path(str(cfg.data_path)).expanduser())
     if not cfg.get("compare_split") and not cfg.get("images"):
-        read_run_checkpoint(cfg.ckpt_path)
+        read_run_checkpoint(cfg.ckpt_path, cfg.get("run_dir"))
 
 
 def preflight_eval(cfg: DictConfig) -> None:
@@ -86,7 +86,7 @@ def _sample_checks(cfg: DictConfig) -> None:
 
     check_sample_options(cfg)
     check_truncation(cfg.get("truncation"))
-    read_run_checkpoint(cfg.ckpt_path)
+    read_run_checkpoint(cfg.ckpt_path, cfg.get("run_dir"))
 
 
 def preflight_sample(cfg: DictConfig) -> None:

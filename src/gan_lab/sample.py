@@ -97,7 +97,7 @@ def sample(cfg: DictConfig) -> dict[str, Any]:
     """Write the pictures; returns the paths written (for tests and notebooks)."""
     preflight_sample(cfg)  # every option, the output folder, the checkpoint: before any write
     psi = check_truncation(cfg.get("truncation"))
-    checkpoint = load_trained_gan(cfg.ckpt_path, cfg.device)
+    checkpoint = load_trained_gan(cfg.ckpt_path, cfg.device, cfg.get("run_dir"))
     module = checkpoint.module
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -83,7 +83,12 @@ def read_run(run_dir: Path) -> RunRecord:
     if metrics_file.is_file():
         try:
             loaded = json.loads(metrics_file.read_text())
-            metrics = {str(k): float(v) for k, v in loaded.items()}
+            # the numbers; named facts such as best_metric / best_ckpt are not table columns
+            metrics = {
+                str(k): float(v)
+                for k, v in loaded.items()
+                if isinstance(v, int | float) and not isinstance(v, bool)
+            }
         except (OSError, ValueError, TypeError, AttributeError) as err:
             problem = f"unreadable: {METRICS_FILE} ({type(err).__name__}: {str(err)[:80]})"
     status = read_status(run_dir)

@@ -51,8 +51,9 @@ MARKDOWN_METRIC_PREFIXES = ("metrics/", "sweep/")
 MARKDOWN_METRICS = ("g_step", "loss/d", "loss/g", "D(x)", "D(G(z))")
 
 
-def write_run_metrics(metrics: dict[str, float], output_dir: Path) -> None:
-    """Keep a run's final scalars next to its config (rank 0 only: one writer per run)."""
+def write_run_metrics(metrics: dict[str, Any], output_dir: Path) -> None:
+    """Keep a run's final scalars (and a few named facts, e.g. ``best_metric``) next to its
+    config (rank 0 only: one writer per run)."""
     if not is_rank_zero():
         return
     output_dir.mkdir(parents=True, exist_ok=True)

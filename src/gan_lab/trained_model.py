@@ -42,11 +42,44 @@ def pick_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def read_run_checkpoint(ckpt_path: str | None) -> tuple[Path, dict[str, Any]]:
+# ckpt_path names for a training run's own checkpoints (with run_dir=<gan-train run directory>)
+NAMED_CHECKPOINTS = {"last": "last.ckpt", "best": "best.ckpt"}
+
+
+def resolve_named_checkpoint(ckpt_path: str | None, run_dir: str | None) -> str | None:
+    """``ckpt_path=last|best`` with ``run_dir``: that run's ``checkpoints/<name>.ckpt``; else as given."""
+    if ckpt_path not in NAMED_CHECKPOINTS:
+        return ckpt_path
+    if not run_dir:
+        raise UserError(
+            f"ckpt_path={ckpt_path} names a checkpoint of a training run: add run_dir=<gan-train "
+            f"run directory> (it holds checkpoints/{NAMED_CHECKPOINTS[ckpt_path]})"
+        )
+    path = Path(run_dir).expanduser() / "checkpoints" / NAMED_CHECKPOINTS[ckpt_path]
+    if not path.is_file():
+        why = (
+            "it keeps one only with callbacks.best_checkpoint.monitor set, once that metric was logged"
+            if ckpt_path == "best"
+            else "it was stopped before its first checkpoint, or this is not a gan-train run"
+        )
+        raise UserError(
+            f"ckpt_path={ckpt_path}: run {run_dir} has no {path.name} ({why}); "
+            f"pass ckpt_path=<file.ckpt> or another run_dir"
+        )
+    return str(path)
+
+
+def read_run_checkpoint(
+    ckpt_path: str | None, run_dir: str | None = None
+) -> tuple[Path, dict[str, Any]]:
     """The checkpoint dict (digest verified, no code run) and its ``run_config``, checked."""
     if not ckpt_path:
-        raise UserError("ckpt_path is missing: pass ckpt_path=<run dir>/checkpoints/last.ckpt")
-    path = Path(ckpt_path).expanduser()
+        raise UserError(
+            "ckpt_path is missing: pass ckpt_path=<run dir>/checkpoints/last.ckpt "
+            "(or run_dir=<run dir> ckpt_path=best)"
+        )
+    ckpt_path = resolve_named_checkpoint(ckpt_path, run_dir)
+    path = Path(str(ckpt_path)).expanduser()
     if not path.is_file():
         raise UserError(
             f"ckpt_path={ckpt_path!r} does not exist; pass a .ckpt file written by gan-train"
@@ -64,9 +97,11 @@ def read_run_checkpoint(ckpt_path: str | None) -> tuple[Path, dict[str, Any]]:
     return path, checkpoint
 
 
-def load_trained_gan(ckpt_path: str | None, device: str = "cpu") -> LoadedCheckpoint:
+def load_trained_gan(
+    ckpt_path: str | None, device: str = "cpu", run_dir: str | None = None
+) -> LoadedCheckpoint:
     """The GANModule of a gan-train checkpoint, weights loaded, ready for ``generate``."""
-    path, checkpoint = read_run_checkpoint(ckpt_path)
+    path, checkpoint = read_run_checkpoint(ckpt_path, run_dir)
     run_config = checkpoint["run_config"]
     # every _target_ of the tree passed check_tree in read_run_checkpoint
     module = instantiate_model(OmegaConf.create(run_config["model"]))

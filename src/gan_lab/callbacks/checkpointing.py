@@ -31,6 +31,18 @@ log = logging.getLogger(__name__)
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
 
 
+def use_atomic_checkpoint_io(trainer: L.Trainer) -> None:
+    """Route ``trainer.save_checkpoint`` through the atomic, digest-sealing writer (once per run)."""
+    strategy = trainer.strategy
+    if type(strategy.checkpoint_io) is TorchCheckpointIO:
+        strategy.checkpoint_io = AtomicCheckpointIO()
+    elif not isinstance(strategy.checkpoint_io, AtomicCheckpointIO):
+        log.warning(
+            "checkpoint IO %s is not atomic; a killed run may leave a torn checkpoint",
+            strategy.checkpoint_io,
+        )
+
+
 class SafeCheckpoint(ModelCheckpoint):
     """``ModelCheckpoint`` with atomic writes and a resumable ``last.ckpt`` on SIGTERM/SIGINT/SIGUSR1."""
 
@@ -44,14 +56,7 @@ class SafeCheckpoint(ModelCheckpoint):
     # ------------------------------------------------------------------ atomic writes
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         super().setup(trainer, pl_module, stage)
-        strategy = trainer.strategy
-        if type(strategy.checkpoint_io) is TorchCheckpointIO:
-            strategy.checkpoint_io = AtomicCheckpointIO()
-        elif not isinstance(strategy.checkpoint_io, AtomicCheckpointIO):
-            log.warning(
-                "checkpoint IO %s is not atomic; a killed run may leave a torn checkpoint",
-                strategy.checkpoint_io,
-            )
+        use_atomic_checkpoint_io(trainer)
         if trainer.is_global_zero and self.dirpath and remove_stale_temp_files(self.dirpath):
             log.info("removed temp files of an interrupted checkpoint write in %s", self.dirpath)
 

@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 # the final numbers of every run (besides metrics/* and sweep/*), in the order of the columns
 FINAL_KEYS = ("loss/d", "loss/g", "D(x)", "D(G(z))", "g_step", "d_updates", "kimg")
 COMPARED_PREFIXES = ("metrics/", "sweep/")
-NOT_COMPARED = ("metrics/seconds",)  # what an evaluation cost, not a result
+NOT_COMPARED = ("metrics/seconds", "metrics/kimg")  # what an evaluation cost and when: no results
 DIRECTIONS = ("minimize", "maximize")
 
 
