@@ -68,7 +68,6 @@ class BestCheckpoint(L.Callback):
         if self.monitor is None:
             log.info("callbacks.best_checkpoint.monitor is null: no best.ckpt is kept")
             return
-        use_atomic_checkpoint_io(trainer)
         callbacks = trainer.callbacks
         mine = next(i for i, cb in enumerate(callbacks) if cb is self)
         if any(isinstance(cb, GeneratorMetrics) for cb in callbacks[mine + 1 :]):
@@ -78,6 +77,7 @@ class BestCheckpoint(L.Callback):
                 "comes before callbacks.metrics and would save the weights of a later step; list "
                 "best_checkpoint after metrics in the callbacks config (as callbacks/default.yaml does)",
             )
+        use_atomic_checkpoint_io(trainer)
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._metrics = trainer.callback_metrics  # the dict evaluations write into
