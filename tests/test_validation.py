@@ -188,7 +188,7 @@ def test_gan_train_validates_once_and_builds_everything_before_writing(
 
     calls: list[str] = []
     record = lambda name, result=None: lambda *a: calls.append(name) or result  # noqa: E731
-    parts = SimpleNamespace(datamodule=None, model=None, ckpt_path=None)
+    parts = SimpleNamespace(datamodule=None, model=None, callbacks=[], ckpt_path=None)
     monkeypatch.setattr("gan_lab.preflight.validate_config", record("validate"))
     monkeypatch.setattr(train_module, "build_run", record("build", parts))
     # the preflight (preflight_hook.py) also loads the data, checks the checkpoint, locks the dir

@@ -150,12 +150,12 @@ class GeneratorMetrics(L.Callback):
     def evaluate(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, float]:
         """Run on every rank (the reduction is collective); rank 0 logs."""
         start = time.perf_counter()
-        progress = training_progress(trainer, pl_module)
-        self.schedule.mark(trainer.global_step, progress.images_shown)
         if self.suite is None:
             self._build(trainer, pl_module)
             if self.suite is None:
                 return {}
+        progress = training_progress(trainer, pl_module)
+        self.schedule.mark(trainer.global_step, progress.images_shown)
         self.suite.reset_fake()
         share = rank_share(self.n_samples, trainer.global_rank, trainer.world_size)
         # a different stream per rank and per step, the same one for every re-run of this step
