@@ -113,7 +113,8 @@ def overrides(tmp_path: Path, *extra: str, monitor: str = "metrics/scripted") ->
 def train_run(run: Path, tmp_path: Path, script: list[float], *extra: str, **kw: Any) -> dict:
     SCRIPT[:] = script
     train_and_record(compose_train_config(overrides(tmp_path, *extra, **kw), run))
-    assert not SCRIPT, f"{len(SCRIPT)} scripted values were not used"
+    forked = "trainer.strategy.start_method=fork" in extra  # the ranks used copies of SCRIPT
+    assert forked or not SCRIPT, f"{len(SCRIPT)} scripted values were not used"
     return json.loads((run / "metrics.json").read_text())
 
 
@@ -292,3 +293,18 @@ def test_schedule_buckets_are_exact_and_reset_when_the_period_changes() -> None:
     assert other.last_bucket is None and other.last_step == 1  # counted anew from the resume point
     with pytest.raises(ConfigError, match="every_n_steps=0 is invalid"):
         EvaluationSchedule("callbacks.metrics", 0, None)
+
+
+def test_under_ddp_both_ranks_agree_and_rank_zero_writes_one_best_ckpt(
+    tmp_path: Path, evaluated_steps: list
+) -> None:
+    # forked ranks: each inherits the script (the same values, as a reduced metric gives every rank)
+    run = tmp_path / "run"
+    ddp = ("trainer=ddp_cpu", "trainer.strategy.start_method=fork", "trainer.max_steps=6")
+    summary = train_run(run, tmp_path, [5.0, 2.0, 3.0], *ddp)
+    assert (summary["best_step"], summary["best_value"]) == (4, 2.0)
+    assert summary["best_ckpt"] == str(run / "checkpoints" / "best.ckpt")
+    assert read_checkpoint(run / "checkpoints" / "best.ckpt")["global_step"] == 4
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == [
+        "best.ckpt", "last.ckpt", "step_0000002.ckpt", "step_0000004.ckpt", "step_0000006.ckpt",
+    ]  # fmt: skip
