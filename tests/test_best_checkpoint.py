@@ -301,10 +301,24 @@ def test_under_ddp_both_ranks_agree_and_rank_zero_writes_one_best_ckpt(
     # forked ranks: each inherits the script (the same values, as a reduced metric gives every rank)
     run = tmp_path / "run"
     ddp = ("trainer=ddp_cpu", "trainer.strategy.start_method=fork", "trainer.max_steps=6")
-    summary = train_run(run, tmp_path, [5.0, 2.0, 3.0], *ddp)
+    with_fid = "callbacks.metrics.metrics=[scripted,fid]"
+    summary = train_run(run, tmp_path, [5.0, 2.0, 3.0], *ddp, with_fid)
     assert (summary["best_step"], summary["best_value"]) == (4, 2.0)
     assert summary["best_ckpt"] == str(run / "checkpoints" / "best.ckpt")
     assert read_checkpoint(run / "checkpoints" / "best.ckpt")["global_step"] == 4
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == [
         "best.ckpt", "last.ckpt", "step_0000002.ckpt", "step_0000004.ckpt", "step_0000006.ckpt",
     ]  # fmt: skip
+    # rank 0 cached the reference features both ranks computed half of: a single-process run
+    # reads them (only its 16 samples pass through the network) and they equal its own
+    (ddp_cache,) = (tmp_path / "cache" / "metrics").glob("ref-*.pt")
+    FakeInception.images_seen = 0
+    fid_only = ("callbacks.metrics.metrics=[fid]", "trainer.max_steps=2")
+    train_run(tmp_path / "single", tmp_path, [], *fid_only, monitor=FID)
+    assert FakeInception.images_seen == 16
+    fresh = (f"callbacks.metrics.cache_dir={tmp_path / 'fresh'}",)
+    train_run(tmp_path / "fresh_run", tmp_path, [], *fid_only, *fresh, monitor=FID)
+    (single_cache,) = (tmp_path / "fresh" / "metrics").glob("ref-*.pt")
+    assert single_cache.name == ddp_cache.name
+    ddp_features = torch.load(ddp_cache, weights_only=True)["features"]
+    assert torch.equal(ddp_features, torch.load(single_cache, weights_only=True)["features"])

@@ -69,8 +69,13 @@ def reference_features(
         time.perf_counter() - start,
     )
     if cache_file is not None:
-        try:
-            save_atomically({"features": features, "protocol": extractor.protocol}, cache_file)
-        except OSError as err:
-            log.warning("could not write reference cache %s (%s)", cache_file, err)
+        write_reference_cache(features, extractor, cache_file)
     return features
+
+
+def write_reference_cache(features: Tensor, extractor: FeatureExtractor, cache_file: Path) -> None:
+    """Store features for later runs; a failed write only costs the next run a recomputation."""
+    try:
+        save_atomically({"features": features, "protocol": extractor.protocol}, cache_file)
+    except OSError as err:
+        log.warning("could not write reference cache %s (%s)", cache_file, err)
