@@ -188,6 +188,18 @@ def test_two_gloo_processes_accumulating_micro_batches_train_like_one_process_wi
         torch.testing.assert_close(ddp[key], single[key], atol=1e-5, rtol=1e-4, msg=key)
 
 
+def test_kimg_under_two_processes_counts_the_global_batch_with_n_critic_5(
+    make_cfg: Callable[..., DictConfig], tmp_path: Path
+) -> None:
+    """Each rank sees 4 of the 8 images per D update; kimg (and a kimg budget) counts all 8."""
+    tiny = [o for o in TINY if o != "model.n_critic=2"]
+    budget = ("model.n_critic=5", "trainer.max_steps=null", "trainer.max_kimg=0.12")  # 120 / 40
+    metrics = train(make_cfg(*tiny, *DDP_CPU, *budget))
+    ckpt = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert ckpt["progress"] == {"g_step": 3, "d_updates": 15, "images_shown": 120, "kimg": 0.12}
+    assert metrics["kimg"] == pytest.approx(0.12)
+
+
 # ------------------------------------------------------------------------------ files and resume
 def test_ddp_cpu_run_writes_each_file_once_and_resumes(
     make_cfg: Callable[..., DictConfig], tmp_path: Path
