@@ -3,6 +3,7 @@
 Manual optimization: per batch one D update; every ``n_critic``-th D update is followed by one
 G update. Lightning's ``global_step`` counts every ``optimizer.step()``; here D's steps are kept
 out of the count, so ``global_step`` == number of G updates and ``trainer.max_steps`` means G steps.
+Each update may run as ``accumulate`` micro-batches of one batch (training/accumulation.py).
 """
 
 from __future__ import annotations
