@@ -134,8 +134,16 @@ class RunDir:
 
     @cached_property
     def config(self) -> dict[str, Any]:
+        """config_resolved.yaml, else the run config stored in the newest checkpoint."""
         file = self.path / "config_resolved.yaml"
-        return yaml.safe_load(file.read_text()) if file.is_file() else {}
+        if file.is_file():
+            return yaml.safe_load(file.read_text()) or {}
+        if not self.checkpoints:
+            return {}
+        blob = torch.load(
+            self.checkpoints[-1].path, map_location="cpu", weights_only=True, mmap=True
+        )
+        return blob.get("run_config") or {}
 
     @cached_property
     def _events(self) -> list[Any]:
