@@ -114,6 +114,8 @@ def main(argv: list[str] | None = None, scorer: Scorer | None = None) -> int:
         img_dir = args.img_dir or args.out.parent / "img"
         scorer = scorer or Scorer(args.cache_dir, dry_run=args.dry_run)
         results = Collector(spec, options, scorer, img_dir, args.out.parent).collect()
+        for missing in results.missing:
+            print(f"missing: {missing}")
         if args.dry_run:
             print(
                 f"dry run: {len(scorer.planned)} commands to run (the rest is cached); nothing written"

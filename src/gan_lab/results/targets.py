@@ -33,6 +33,14 @@ def _cells(cells: Sequence[CellScore], dataset: str, recipe: str) -> list[CellSc
     return [c for c in cells if (c.dataset, c.recipe) == (dataset, recipe) and c.repeat_of is None]
 
 
+def at_most(name: str, fid: float, limit: float, where: str) -> TargetResult:
+    """Met when ``fid <= limit``; otherwise by how much it misses."""
+    text = f"FID {_fmt(fid)} {where}"
+    if fid <= limit:
+        return TargetResult(name, MET, text)
+    return TargetResult(name, NOT_MET, f"{text}: {_fmt(fid - limit)} above the target")
+
+
 def fid_within(
     cells: Sequence[CellScore], dataset: str, recipe: str, limit: float, within_kimg: float,
     min_samples: int = 10000,
@@ -49,11 +57,8 @@ def fid_within(
         why = "no scored cell" if reached else "the run is missing or has not reached a budget"
         return TargetResult(name, MISSING, f"{why} (FID at >= {min_samples} samples needed)")
     best = min(scored, key=lambda c: c.values["fid"])
-    fid = best.values["fid"]
-    where = f"FID {_fmt(fid)} at {_fmt(best.kimg)} kimg (budget {_fmt(best.budget_kimg)})"
-    if fid <= limit:
-        return TargetResult(name, MET, where)
-    return TargetResult(name, NOT_MET, f"{where}: {_fmt(fid - limit)} above the target")
+    where = f"at {_fmt(best.kimg)} kimg (budget {_fmt(best.budget_kimg)})"
+    return at_most(name, best.values["fid"], limit, where)
 
 
 def fid_2k_at(
@@ -77,11 +82,7 @@ def fid_2k_at(
         return TargetResult(
             name, MISSING, f"the {_fmt(cell.kimg)} kimg checkpoint has no {n}-sample FID"
         )
-    fid = point.values["fid"]
-    where = f"FID {_fmt(fid)} at {_fmt(point.kimg)} kimg"
-    if fid <= limit:
-        return TargetResult(name, MET, where)
-    return TargetResult(name, NOT_MET, f"{where}: {_fmt(fid - limit)} above the target")
+    return at_most(name, point.values["fid"], limit, f"at {_fmt(point.kimg)} kimg")
 
 
 def ahead_at_equal_kimg(
