@@ -118,7 +118,9 @@ def main(argv: list[str] | None = None, scorer: Scorer | None = None) -> int:
             print(f"missing: {missing}")
         if args.dry_run:
             print(
-                f"dry run: {len(scorer.planned)} commands to run (the rest is cached); nothing written"
+                f"dry run: {len(scorer.planned)} commands to run (the rest is cached), "
+                f"{scorer.inception_samples} generated images through Inception (plus reference "
+                f"images not yet cached; ~10 img/s per CPU core here); nothing written"
             )
             return 0
         command = "python scripts/build_results.py " + shlex.join(

@@ -202,10 +202,11 @@ class InProcess:
         log_file.write_text("ran in-process\n")
 
 
-def build(runs: Path, *extra: str, runner: InProcess) -> int:
-    scorer = Scorer(runs / "cache", runner=runner, dry_run="--dry-run" in extra)
+def build(runs: Path, *extra: str, runner: InProcess, cache: Path | None = None) -> int:
+    cache = cache or runs / "cache"
+    scorer = Scorer(cache, runner=runner, dry_run="--dry-run" in extra)
     argv = ["--spec", str(runs / "spec.yaml"), "--out", str(runs / "docs" / "results.md"),
-            "--cache-dir", str(runs / "cache"), *CHEAP,
+            "--cache-dir", str(cache), *CHEAP,
             "--eval-arg", f"classifier_path={runs / 'classifier.pt'}", *extra]  # fmt: skip
     return build_results.main(argv, scorer=scorer)
 
@@ -224,14 +225,20 @@ def built(runs: Path) -> tuple[Path, InProcess]:
     return runs, runner
 
 
-def test_dry_run_prints_the_gan_eval_and_gan_sample_commands(runs: Path, capsys) -> None:
-    runner = InProcess(runs / "cache")
-    build(runs, "--dry-run", runner=runner)
+def test_dry_run_prints_the_gan_eval_and_gan_sample_commands(
+    runs: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    runner = InProcess(tmp_path)
+    assert build(runs, "--dry-run", runner=runner, cache=tmp_path / "empty") == 0
     printed = capsys.readouterr().out
-    commands = [line for line in printed.splitlines() if " -m gan_lab." in line]
-    assert runner.calls == 0 and (commands or "0 commands" in printed)
-    for line in commands:
-        assert re.search(r"ckpt_path=\S+\.ckpt", line) and "hydra.run.dir=" in line
+    assert runner.calls == 0 and not (tmp_path / "empty").exists()
+    evals = [line for line in printed.splitlines() if " -m gan_lab.eval " in line]
+    samples = [line for line in printed.splitlines() if " -m gan_lab.sample " in line]
+    counts = sorted(re.search(r" n_samples=(\d+) ", line).group(1) for line in evals)
+    assert counts == ["20", "20", "20", "40", "40"] and len(samples) == 1  # as the real build
+    assert all(re.search(r"ckpt_path=/\S+/step_000000[246]\.ckpt ", line) for line in evals)
+    assert "dry run: 6 commands to run" in printed
+    assert "missing: `cifar10_budget`" in printed
 
 
 def test_cells_pick_by_kimg_and_show_the_json_scores(built: tuple[Path, InProcess]) -> None:

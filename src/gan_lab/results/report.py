@@ -106,7 +106,7 @@ def dataset_section(
     lines += [
         "",
         f"Each cell: the run's checkpoint closest to the budget without going over it (1% over "
-        f"allowed), scored by `gan-eval` with {options.n_samples} EMA samples vs {options.reference} "
+        f"allowed; `best.ckpt` is no candidate: a metric chose it), scored by `gan-eval` with {options.n_samples} EMA samples vs {options.reference} "
         f"training images (FID, KID, precision/recall on Inception features; classes hit and "
         f"classifier FD on the dataset's in-domain classifier). CPU-minutes: wall-clock training "
         f"time up to the checkpoint (event times of the TensorBoard `g_step` scalar, summed over "

@@ -28,6 +28,7 @@ from gan_lab.results.run_reading import CheckpointInfo
 log = logging.getLogger(__name__)
 
 CACHE_VERSION = 1
+INCEPTION_METRICS = {"fid", "kid", "precision_recall", "is"}
 PLAIN = re.compile(r"^[A-Za-z0-9_./+:@-]*$")
 
 Runner = Callable[[list[str], Path], None]
@@ -96,6 +97,9 @@ class Scorer:
         )  # fmt: skip
         self.ran = 0  # commands run (not cached, not dry)
         self.planned: list[list[str]] = []
+        self.inception_samples = (
+            0  # generated images the planned/run gan-evals put through Inception
+        )
 
     def _work_dir(self, kind: str, key: str) -> Path:
         work = self.cache_dir / "work" / f"{kind}-{key}"
@@ -117,6 +121,8 @@ class Scorer:
                 log.warning("ignoring damaged score cache %s (%s)", cached, err)
         work = self.cache_dir / "work" / f"eval-{key}"
         command = request.command(self.python, work)
+        if INCEPTION_METRICS & set(request.metrics):
+            self.inception_samples += request.n_samples
         if self.dry_run:
             self._plan(command)
             return None
