@@ -97,14 +97,11 @@ class Scorer:
         )  # fmt: skip
         self.ran = 0  # commands run (not cached, not dry)
         self.planned: list[list[str]] = []
-        self.inception_samples = (
-            0  # generated images the planned/run gan-evals put through Inception
-        )
+        self.inception_samples = 0  # generated images the gan-evals put through Inception
 
-    def _work_dir(self, kind: str, key: str) -> Path:
-        work = self.cache_dir / "work" / f"{kind}-{key}"
+    @staticmethod
+    def _fresh(work: Path) -> None:
         shutil.rmtree(work, ignore_errors=True)  # a fresh Hydra run dir for every attempt
-        return work
 
     def _plan(self, command: list[str]) -> None:
         self.planned.append(command)
@@ -126,7 +123,7 @@ class Scorer:
         if self.dry_run:
             self._plan(command)
             return None
-        work = self._work_dir("eval", key)
+        self._fresh(work)
         start = time.perf_counter()
         self.echo(
             f"scoring {request.checkpoint.path} ({request.checkpoint.kimg:.5g} kimg) at {request.n_samples} samples"
@@ -159,7 +156,7 @@ class Scorer:
             if self.dry_run:
                 self._plan(command)
                 return None
-            work = self._work_dir("sample", key)
+            self._fresh(work)
             self.runner(command, work / "gan-sample.log")
             self.ran += 1
             cached.parent.mkdir(parents=True, exist_ok=True)
