@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from gan_lab.errors import UserError
 from gan_lab.results.records import CurvePoint
 
 PANEL_ORDER = ("fid", "kid", "classifier_fd", "precision", "recall", "classes_hit")
@@ -34,8 +35,12 @@ def panels(curves: Mapping[str, Sequence[CurvePoint]]) -> list[str]:
 
 def plot_curves(curves: Mapping[str, Sequence[CurvePoint]], title: str, path: Path) -> list[str]:
     """Write the PNG; returns the legend entries (recipe, source, sample counts) for the caption."""
-    import matplotlib
-
+    try:
+        import matplotlib
+    except ImportError:
+        raise UserError(
+            "the curves need matplotlib: pip install matplotlib (or -e '.[dev]')"
+        ) from None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
