@@ -120,3 +120,10 @@ def test_run_dir_lists_one_checkpoint_per_step_and_falls_back_to_mtimes(tmp_path
     assert run.wall_seconds(run.checkpoints[1]) == (pytest.approx(90.0), "mtime")  # no TensorBoard
     assert run.kimg_at(15) == pytest.approx(0.96) and run.kimg_at(25) == pytest.approx(1.6)
     assert run.training_metric_samples() == (7, 9) and run.health_warnings() is None
+    # saved after the last logged g_step of its process: 50 s of the first process + 90 s of its own
+    run.__dict__["segments"] = [
+        Segment(950.0, [0.0, 5.0], [960.0, 1000.0]),
+        Segment(1000.0, [6.0], [1001.0]),
+    ]
+    assert run.wall_seconds(run.checkpoints[1]) == (pytest.approx(140.0), "mtime")
+    assert run.wall_seconds(run.checkpoints[0])[1] == "mtime"  # step 10: past both segments too

@@ -53,7 +53,7 @@ def plot_curves(curves: Mapping[str, Sequence[CurvePoint]], title: str, path: Pa
     for ax, name in zip(axes[0], names, strict=True):
         positive = True
         for i, (label, points) in enumerate(curves.items()):
-            for source, style in (("gan-eval", "-o"), ("in-training", "--")):
+            for source, style in (("gan-eval", "-o"), ("in-training", "--x")):
                 line = sorted(
                     (p for p in points if p.source == source and p.values.get(name) is not None),
                     key=lambda p: p.kimg,

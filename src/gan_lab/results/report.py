@@ -113,7 +113,7 @@ def dataset_section(
         f"the run's event files so pauses between resumes do not count; in-training metrics and "
         f"checkpoint writes included) x the torch threads of the run."
         + (
-            " †: no TensorBoard `g_step` at that step; checkpoint mtime minus run start."
+            " †: the TensorBoard `g_step` scalar stops before that step; the checkpoint's mtime minus the start of its process (plus earlier processes), or minus config_resolved.yaml's mtime without TensorBoard."
             if fallback
             else ""
         )

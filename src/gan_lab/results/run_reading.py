@@ -173,10 +173,15 @@ class RunDir:
         seconds = seconds_to_step(self.segments, checkpoint.g_step)
         if seconds is not None:
             return seconds, "tensorboard"
-        start = self.segments[0].start if self.segments else self._config_mtime()
-        if start is None:
-            return None, "unknown"
-        return checkpoint.path.stat().st_mtime - start, "mtime"
+        mtime = checkpoint.path.stat().st_mtime
+        if self.segments and mtime >= self.segments[-1].start:
+            # saved after the last logged g_step (e.g. a stop between two logging steps): the
+            # earlier processes' time plus the checkpoint's age within its own process
+            *before, last = self.segments
+            earlier = sum(s.walls[-1] - s.start for s in before if s.walls)
+            return earlier + mtime - last.start, "mtime"
+        start = self._config_mtime()
+        return (mtime - start, "mtime") if start is not None else (None, "unknown")
 
     def _config_mtime(self) -> float | None:
         file = self.path / "config_resolved.yaml"
