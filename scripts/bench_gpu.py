@@ -145,6 +145,7 @@ def run_lightning(cfg: Any, watch: Stopwatch) -> None:
     import hydra
     import lightning as L
 
+    from gan_lab.run_length import trainer_config
     from gan_lab.utils import instantiate_callbacks, instantiate_loggers
 
     class Timed(L.Callback):
@@ -155,7 +156,7 @@ def run_lightning(cfg: Any, watch: Stopwatch) -> None:
     callbacks = [*instantiate_callbacks(cfg.get("callbacks")), Timed()]
     datamodule, model = hydra.utils.instantiate(cfg.data), hydra.utils.instantiate(cfg.model)
     trainer = hydra.utils.instantiate(
-        cfg.trainer, callbacks=callbacks, logger=instantiate_loggers(cfg.logger)
+        trainer_config(cfg), callbacks=callbacks, logger=instantiate_loggers(cfg.logger)
     )
     trainer.fit(model, datamodule=datamodule)
 

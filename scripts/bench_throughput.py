@@ -152,6 +152,7 @@ def run_lightning(setup: classic_loop.Setup, variant: str, workdir: str) -> None
     import hydra
     import lightning as L
 
+    from gan_lab.run_length import trainer_config
     from gan_lab.utils import instantiate_callbacks, instantiate_loggers
 
     kind, overrides = VARIANTS[variant]
@@ -181,7 +182,7 @@ def run_lightning(setup: classic_loop.Setup, variant: str, workdir: str) -> None
 
     callbacks = [*instantiate_callbacks(cfg.get("callbacks")), Paced()]
     trainer = hydra.utils.instantiate(
-        cfg.trainer, callbacks=callbacks, logger=instantiate_loggers(cfg.logger)
+        trainer_config(cfg), callbacks=callbacks, logger=instantiate_loggers(cfg.logger)
     )
     trainer.fit(model, datamodule=datamodule)
 

@@ -50,6 +50,8 @@ def step_times(setup: classic_loop.Setup, strategy: str, steps: int) -> list[flo
     import hydra
     import torch
 
+    from gan_lab.run_length import trainer_config
+
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as workdir:
         cfg = classic_loop.compose(
@@ -65,7 +67,7 @@ def step_times(setup: classic_loop.Setup, strategy: str, steps: int) -> list[flo
         )
         L.seed_everything(0, verbose=False)
         timer = StepTimer(Path(workdir) / "steps.json")
-        trainer = hydra.utils.instantiate(cfg.trainer, callbacks=[timer], logger=False)
+        trainer = hydra.utils.instantiate(trainer_config(cfg), callbacks=[timer], logger=False)
         trainer.fit(
             hydra.utils.instantiate(cfg.model), datamodule=hydra.utils.instantiate(cfg.data)
         )

@@ -21,9 +21,11 @@ from gan_lab.data.batch_sampler import EpochBatchSampler
 from gan_lab.data.transforms import uint8_to_float
 from gan_lab.distributed import check_ddp_launch, is_rank_zero
 from gan_lab.errors import ConfigError
+from gan_lab.run_length import trainer_config
 from gan_lab.train import train
 from gan_lab.training.noise import rank_noise
 from tests.conftest import compose_train_config
+from tests.weights import strip_batchnorm, weights
 
 TINY = (
     "data/source=synthetic",
@@ -97,26 +99,14 @@ def test_only_rank_zero_writes_run_files() -> None:
 
 
 # ------------------------------------------------------------------------------ the proof
-def _strip_batchnorm(net: nn.Module) -> None:
-    for name, child in net.named_children():
-        if isinstance(child, nn.modules.batchnorm._BatchNorm):
-            setattr(net, name, nn.Identity())
-        else:
-            _strip_batchnorm(child)
-
-
-def _weights(module: nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().clone() for k, v in module.state_dict().items()}
-
-
 def _fit(cfg: DictConfig) -> L.LightningModule:
     """Fit ``G_STEPS`` generator steps; returns the module with rank 0's final weights."""
     L.seed_everything(cfg.seed)
     model = hydra.utils.instantiate(cfg.model)
-    _strip_batchnorm(model.generator)
-    _strip_batchnorm(model.ema)
+    strip_batchnorm(model.generator)
+    strip_batchnorm(model.ema)
     trainer = hydra.utils.instantiate(
-        cfg.trainer,
+        trainer_config(cfg),
         max_steps=G_STEPS,
         logger=False,
         callbacks=[],
@@ -131,7 +121,7 @@ def _plain_pytorch_reference(cfg: DictConfig) -> dict[str, torch.Tensor]:
     """The same k steps written out by hand: each optimizer steps on its own network's loss only."""
     L.seed_everything(cfg.seed)
     model = hydra.utils.instantiate(cfg.model)
-    _strip_batchnorm(model.generator)
+    strip_batchnorm(model.generator)
     G, D, loss = model.generator, model.discriminator, model.loss
     opt_g = hydra.utils.instantiate(cfg.model.optimizer_g)(G.parameters())
     opt_d = hydra.utils.instantiate(cfg.model.optimizer_d)(D.parameters())
@@ -163,8 +153,8 @@ def _plain_pytorch_reference(cfg: DictConfig) -> dict[str, torch.Tensor]:
         loss.g_loss(D(G(z))).backward()
         opt_g.step()
     return {
-        **{f"generator.{k}": v for k, v in _weights(G).items()},
-        **{f"discriminator.{k}": v for k, v in _weights(D).items()},
+        **{f"generator.{k}": v for k, v in weights(G).items()},
+        **{f"discriminator.{k}": v for k, v in weights(D).items()},
     }
 
 
@@ -172,20 +162,42 @@ def _plain_pytorch_reference(cfg: DictConfig) -> dict[str, torch.Tensor]:
 def test_two_gloo_processes_train_exactly_like_one(
     make_cfg: Callable[..., DictConfig], strategy: str
 ) -> None:
-    single = _weights(_fit(make_cfg(*TINY, "trainer=cpu")))
-    ddp = _weights(_fit(make_cfg(*TINY, *DDP_CPU, *STRATEGIES[strategy])))
+    single = weights(_fit(make_cfg(*TINY, "trainer=cpu")))
+    ddp = weights(_fit(make_cfg(*TINY, *DDP_CPU, *STRATEGIES[strategy])))
     reference = _plain_pytorch_reference(make_cfg(*TINY, "trainer=cpu"))
 
     trained = [k for k in single if k.startswith(("generator.", "discriminator.", "ema."))]
     assert len(trained) >= 12
     L.seed_everything(3)  # the seed in TINY: the same initial weights as the runs
-    initial = _weights(hydra.utils.instantiate(make_cfg(*TINY).model))
+    initial = weights(hydra.utils.instantiate(make_cfg(*TINY).model))
     moved = [k for k in trained if k in initial and not torch.allclose(initial[k], single[k])]
     assert len(moved) >= 10, "training must move the weights for the comparison to mean anything"
     for key in trained:
         torch.testing.assert_close(ddp[key], single[key], atol=1e-5, rtol=1e-4, msg=key)
     for key, value in reference.items():  # no gradient of one network leaks into the other's step
         torch.testing.assert_close(single[key], value, atol=1e-5, rtol=1e-4, msg=key)
+
+
+def test_two_gloo_processes_accumulating_micro_batches_train_like_one_process_without(
+    make_cfg: Callable[..., DictConfig],
+) -> None:
+    """model.accumulate under DDP: each rank splits its half of the batch; the update is unchanged."""
+    single = weights(_fit(make_cfg(*TINY, "trainer=cpu")))
+    ddp = weights(_fit(make_cfg(*TINY, *DDP_CPU, "model.accumulate=2")))
+    for key in [k for k in single if k.startswith(("generator.", "discriminator.", "ema."))]:
+        torch.testing.assert_close(ddp[key], single[key], atol=1e-5, rtol=1e-4, msg=key)
+
+
+def test_kimg_under_two_processes_counts_the_global_batch_with_n_critic_5(
+    make_cfg: Callable[..., DictConfig], tmp_path: Path
+) -> None:
+    """Each rank sees 4 of the 8 images per D update; kimg (and a kimg budget) counts all 8."""
+    tiny = [o for o in TINY if o != "model.n_critic=2"]
+    budget = ("model.n_critic=5", "trainer.max_steps=null", "trainer.max_kimg=0.12")  # 120 / 40
+    metrics = train(make_cfg(*tiny, *DDP_CPU, *budget))
+    ckpt = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert ckpt["progress"] == {"g_step": 3, "d_updates": 15, "images_shown": 120, "kimg": 0.12}
+    assert metrics["kimg"] == pytest.approx(0.12)
 
 
 # ------------------------------------------------------------------------------ files and resume

@@ -16,6 +16,7 @@ from gan_lab.errors import UserError, run_cli
 from gan_lab.hydra_errors import run_hydra_entry
 from gan_lab.preflight import validate_config
 from gan_lab.preflight_hook import preflight_train
+from gan_lab.run_length import trainer_config
 from gan_lab.run_lock import release_run_dir
 from gan_lab.sweep_jobs import in_multirun, run_recorded
 from gan_lab.sweep_summary import write_run_metrics
@@ -92,7 +93,9 @@ def fit(cfg: DictConfig, parts: RunParts) -> dict[str, float]:
 
     output_dir = Path(cfg.paths.output_dir)
     loggers = instantiate_loggers(cfg.get("logger"))
-    trainer = hydra.utils.instantiate(cfg.trainer, callbacks=parts.callbacks, logger=loggers)
+    trainer = hydra.utils.instantiate(
+        trainer_config(cfg), callbacks=parts.callbacks, logger=loggers
+    )
     try:
         trainer.fit(model=parts.model, datamodule=parts.datamodule, ckpt_path=parts.ckpt_path)
     except SIGTERMException:

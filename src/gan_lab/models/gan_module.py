@@ -3,11 +3,13 @@
 Manual optimization: per batch one D update; every ``n_critic``-th D update is followed by one
 G update. Lightning's ``global_step`` counts every ``optimizer.step()``; here D's steps are kept
 out of the count, so ``global_step`` == number of G updates and ``trainer.max_steps`` means G steps.
+Each update may run as ``accumulate`` micro-batches of one batch (training/accumulation.py).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from functools import partial
 from typing import Any
 
 import lightning as L
@@ -28,13 +30,14 @@ from gan_lab.models.ema import GeneratorEMA
 from gan_lab.models.losses import AdversarialLoss, NonSaturatingLoss, discriminator_score
 from gan_lab.models.regularizers import DiscriminatorRegularizer
 from gan_lab.training import speed_options
+from gan_lab.training.accumulation import accumulate, loss_and_detached
 from gan_lab.training.grad_clip import clip_and_measure
 from gan_lab.training.noise import rank_noise
 from gan_lab.training.step_stats import StepStats, write_scalars
 from gan_lab.training.update_counting import CountsAppliedUpdates
+from gan_lab.training.update_options import check_update_options
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], Optimizer]
-LR_SCHEDULES = ("constant", "linear")
 # constructor arguments that are parts (built objects), not hyperparameters
 PARTS = (
     "generator",
@@ -69,20 +72,13 @@ class GANModule(CountsAppliedUpdates, L.LightningModule):
         channels_last: bool = False,
         compile_networks: bool = False,
         compile_step: bool = False,
+        accumulate: int = 1,
     ) -> None:
         super().__init__()
-        if not isinstance(n_critic, int) or isinstance(n_critic, bool) or n_critic < 1:
-            raise ConfigError(
-                "model.n_critic", n_critic, "must be an integer >= 1 (D updates per G update)"
-            )
-        if lr_schedule not in LR_SCHEDULES:
-            raise ConfigError(
-                "model.lr_schedule", lr_schedule, f"choose one of {', '.join(LR_SCHEDULES)}"
-            )
-        for key, clip in (("model.grad_clip_g", grad_clip_g), ("model.grad_clip_d", grad_clip_d)):
-            if clip is not None and (not isinstance(clip, int | float) or clip <= 0):
-                raise ConfigError(key, clip, "must be > 0, or null to disable clipping")
         speed_options.check_compile_options(compile_networks, compile_step)
+        check_update_options(
+            n_critic, accumulate, lr_schedule, (grad_clip_g, grad_clip_d), regularizer
+        )
         self.loss = loss if loss is not None else NonSaturatingLoss()
         check_compatible(
             generator,
@@ -96,7 +92,7 @@ class GANModule(CountsAppliedUpdates, L.LightningModule):
         self.automatic_optimization = False
         self.generator, self.discriminator = generator, discriminator
         self.optimizer_g_factory, self.optimizer_d_factory = optimizer_g, optimizer_d
-        self.n_critic = n_critic
+        self.n_critic, self.accumulate = n_critic, accumulate
         self.regularizer, self.augment = regularizer, augment
         if channels_last:  # before the EMA copy, so the copy shares the layout
             speed_options.to_channels_last(generator, discriminator)
@@ -209,14 +205,11 @@ class GANModule(CountsAppliedUpdates, L.LightningModule):
         d_forward, g_forward = self._step_functions
         with self.toggled_optimizer(opt_d):
             z, y_fake = self.training_noise(real.shape[0], "d")
-            d_loss, (real_logits, fake_logits), (real_in, fake_in) = d_forward(
-                real, z, y_real, y_fake
-            )
-            penalty, penalty_terms = self._penalty(
-                (real_in, fake_in), (y_real, y_fake), (real_logits, fake_logits)
-            )
-            opt_d.zero_grad(set_to_none=True)
-            self.manual_backward(d_loss + penalty)
+            opt_d.zero_grad(set_to_none=True)  # micro-batches (model.accumulate) add up in .grad
+            d_loss, real_logits, fake_logits, penalty_terms = accumulate(
+                self.accumulate, partial(self._d_loss, d_forward), self.manual_backward,
+                real, z, y_real, y_fake,
+            )  # fmt: skip
             d_grad_norm = clip_and_measure(
                 self.discriminator, self.hparams.grad_clip_d, logged, trainer
             )
@@ -240,9 +233,11 @@ class GANModule(CountsAppliedUpdates, L.LightningModule):
         # --- generator update (D frozen, but gradients flow through it to G)
         with self.toggled_optimizer(opt_g):
             z, y_fake = self.training_noise(real.shape[0], "g")
-            g_loss = g_forward(z, y_fake, real, y_real)
             opt_g.zero_grad(set_to_none=True)
-            self.manual_backward(g_loss)
+            g_loss = accumulate(
+                self.accumulate, partial(loss_and_detached, g_forward), self.manual_backward,
+                z, y_fake, real, y_real,
+            )  # fmt: skip
             g_grad_norm = clip_and_measure(
                 self.generator, self.hparams.grad_clip_g, logged, trainer
             )
@@ -291,6 +286,14 @@ class GANModule(CountsAppliedUpdates, L.LightningModule):
         nets = ("generator", "discriminator") if wrap is not None else ()
         self._wrapped = {n: wrap(getattr(self, n)) for n in nets}
         self._step_functions = None  # compiled forwards captured the networks they called
+
+    def _d_loss(
+        self, d_forward: Callable[..., Any], real: Tensor, z: Tensor, *labels: Tensor | None
+    ) -> tuple[Tensor, tuple[Tensor, Tensor, Tensor, dict[str, Tensor]]]:
+        """D's loss plus penalty on one (micro-)batch; detached loss, logits and penalty terms."""
+        d_loss, logits, inputs = d_forward(real, z, *labels)
+        penalty, terms = self._penalty(inputs, labels, logits)
+        return d_loss + penalty, (d_loss.detach(), logits[0].detach(), logits[1].detach(), terms)
 
     # ---------------------------------------------------------------------------- helpers
     def _augmented(self, images: Tensor) -> Tensor:

@@ -61,6 +61,9 @@ class LeCamRegularizer(nn.Module):
         self.register_buffer("anchor_fake", torch.zeros(()))
         self.register_buffer("updates", torch.zeros((), dtype=torch.int64))
 
+    # the anchors move once per call: micro-batches (model.accumulate) would move them N times
+    splits_over_micro_batches = False
+
     @property
     def needs_input_gradients(self) -> bool:
         return self.penalties is not None and self.penalties.needs_input_gradients

@@ -78,6 +78,9 @@ class DiscriminatorRegularizer:
         )
         self.r1_interval = r1_interval
 
+    # per-sample means: the terms of N equal micro-batches average to the whole batch's
+    splits_over_micro_batches = True
+
     @property
     def needs_input_gradients(self) -> bool:
         """Double backward through D: refused with BatchNorm in D and with compiled networks."""

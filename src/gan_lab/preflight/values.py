@@ -16,13 +16,14 @@ from omegaconf import DictConfig
 from gan_lab.distributed import check_ddp_launch
 from gan_lab.errors import ConfigError
 from gan_lab.preflight.keys import POSITIVE_INT, check, get, is_int, is_number
+from gan_lab.run_length import resolved_max_steps
 
 PRECISIONS = ("32-true", "32", "bf16-mixed", "bf16-true", "16-mixed", "64-true")
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
 # Trainer options that manual optimization ignores, and what to set instead
 UNSUPPORTED_TRAINER_KEYS = {
     "trainer.gradient_clip_val": "set model.grad_clip_g / model.grad_clip_d instead",
-    "trainer.accumulate_grad_batches": "manual optimization does not accumulate; raise data.batch_size instead",
+    "trainer.accumulate_grad_batches": "set model.accumulate=N (micro-batches per D and G update) instead",
 }
 
 
@@ -55,12 +56,14 @@ def check_model(cfg: DictConfig) -> None:
 
 
 def check_trainer(cfg: DictConfig) -> None:
-    check(
-        cfg,
-        "trainer.max_steps",
-        lambda v: is_int(v) and (v > 0 or v == -1),
-        "must be a positive number of generator steps (or -1 with trainer.max_epochs)",
-    )
+    max_steps = resolved_max_steps(cfg)  # trainer.max_kimg converted; both set must agree
+    if not (is_int(max_steps) and (max_steps > 0 or max_steps == -1)):
+        raise ConfigError(
+            "trainer.max_steps",
+            max_steps,
+            "must be a positive number of generator steps (or -1 with trainer.max_epochs), "
+            "or null with a trainer.max_kimg budget",
+        )
     check(cfg, "trainer.precision", lambda v: str(v) in PRECISIONS, f"choose one of {', '.join(PRECISIONS)}")  # fmt: skip
     check(cfg, "trainer.accelerator", lambda v: v in ACCELERATORS, f"choose one of {', '.join(ACCELERATORS)}")  # fmt: skip
     check(cfg, "trainer.num_nodes", *POSITIVE_INT)
@@ -84,7 +87,7 @@ def check_trainer(cfg: DictConfig) -> None:
 
 def check_combinations(cfg: DictConfig) -> None:
     """Values that are fine alone but not together."""
-    max_steps, max_epochs = get(cfg, "trainer.max_steps"), get(cfg, "trainer.max_epochs")
+    max_steps, max_epochs = resolved_max_steps(cfg), get(cfg, "trainer.max_epochs")
     max_time = get(cfg, "trainer.max_time")
     if max_time is not None and not re.fullmatch(r"\d+:\d+:\d+:\d+", str(max_time)):
         raise ConfigError(
@@ -138,5 +141,13 @@ def check_world(cfg: DictConfig) -> None:
                 batch,
                 f"the global batch must divide by world size {world} (trainer.devices={devices} x "
                 f"trainer.num_nodes={nodes}); use a multiple of {world}",
+            )
+        micro = get(cfg, "model.accumulate")
+        if is_int(micro) and micro > 1 and (batch // world) % micro:
+            raise ConfigError(
+                "model.accumulate",
+                micro,
+                f"must divide each process's batch ({batch} / {world} processes = {batch // world} "
+                "images) into equal micro-batches; pick a divisor of it or change data.batch_size",
             )
     check_ddp_launch(cfg)

@@ -1,0 +1,191 @@
+"""The issue's targets, judged from the numbers: met / not met (by how much) / missing.
+
+Only first-seed runs are judged (a repeat shows the spread). FID targets at "10k" take table
+cells scored with at least 10k samples and 10k reference images; the 2k target takes the
+2k-vs-2k curve point of the checkpoint picked at 500 kimg.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from gan_lab.results.records import CellScore, CurvePoint
+
+MET, NOT_MET, MISSING = "met", "not met", "missing"
+
+
+@dataclass(frozen=True)
+class TargetResult:
+    target: str
+    status: str  # met | not met | missing
+    detail: str
+
+
+NAMES = {"mnist": "MNIST", "cifar10": "CIFAR-10"}
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.5g}"
+
+
+def _cells(cells: Sequence[CellScore], dataset: str, recipe: str) -> list[CellScore]:
+    return [c for c in cells if (c.dataset, c.recipe) == (dataset, recipe) and c.repeat_of is None]
+
+
+def at_most(name: str, fid: float, limit: float, where: str) -> TargetResult:
+    """Met when ``fid <= limit``; otherwise by how much it misses."""
+    text = f"FID {_fmt(fid)} {where}"
+    if fid <= limit:
+        return TargetResult(name, MET, text)
+    return TargetResult(name, NOT_MET, f"{text}: {_fmt(fid - limit)} above the target")
+
+
+def fid_within(
+    cells: Sequence[CellScore], dataset: str, recipe: str, limit: float, within_kimg: float,
+    min_samples: int = 10000,
+) -> TargetResult:  # fmt: skip
+    """Best FID of the recipe's table cells at budgets <= ``within_kimg``, scored at >= 10k."""
+    name = f"{NAMES[dataset]} `{recipe}`: FID ({min_samples // 1000}k vs {min_samples // 1000}k train) <= {_fmt(limit)} within {_fmt(within_kimg)} kimg"
+    scored = [
+        c for c in _cells(cells, dataset, recipe)
+        if c.reached and c.budget_kimg <= within_kimg and c.values.get("fid") is not None
+        and (c.n_samples or 0) >= min_samples and (c.n_reference or 0) >= min_samples
+    ]  # fmt: skip
+    if not scored:
+        reached = [c for c in _cells(cells, dataset, recipe) if c.reached]
+        why = "no scored cell" if reached else "the run is missing or has not reached a budget"
+        return TargetResult(name, MISSING, f"{why} (FID at >= {min_samples} samples needed)")
+    best = min(scored, key=lambda c: c.values["fid"])
+    where = f"at {_fmt(best.kimg)} kimg (budget {_fmt(best.budget_kimg)})"
+    return at_most(name, best.values["fid"], limit, where)
+
+
+def fid_2k_at(
+    cells: Sequence[CellScore], curves: Mapping[str, Sequence[CurvePoint]], dataset: str,
+    recipe: str, limit: float, budget_kimg: float, n: int = 2000,
+) -> TargetResult:  # fmt: skip
+    """FID (n EMA samples vs n train) of the checkpoint the table picked at ``budget_kimg``."""
+    name = f"{NAMES[dataset]} `{recipe}`: FID ({n // 1000}k vs {n // 1000}k train) <= {_fmt(limit)} after {_fmt(budget_kimg)} kimg"
+    cell = next((c for c in _cells(cells, dataset, recipe) if c.budget_kimg == budget_kimg), None)
+    if cell is None or not cell.reached:
+        return TargetResult(name, MISSING, f"no checkpoint of the run at {_fmt(budget_kimg)} kimg")
+    point = next(
+        (
+            p for p in curves.get(cell.run_id, ())
+            if p.source == "gan-eval" and p.g_step == cell.g_step and p.n_samples == n
+            and p.n_reference == n and p.values.get("fid") is not None
+        ),
+        None,
+    )  # fmt: skip
+    if point is None:
+        return TargetResult(
+            name, MISSING, f"the {_fmt(cell.kimg)} kimg checkpoint has no {n}-sample FID"
+        )
+    return at_most(name, point.values["fid"], limit, f"at {_fmt(point.kimg)} kimg")
+
+
+def ahead_at_equal_kimg(
+    cells: Sequence[CellScore], dataset: str, recipe: str, baseline: str
+) -> TargetResult:
+    """Lower FID than ``baseline`` at every budget both reached."""
+    name = (
+        f"{NAMES[dataset]} `{recipe}` ahead of `{baseline}` at equal kimg (FID of the table cells)"
+    )
+    ours = {
+        c.budget_kimg: c for c in _cells(cells, dataset, recipe) if c.values.get("fid") is not None
+    }
+    theirs = {
+        c.budget_kimg: c
+        for c in _cells(cells, dataset, baseline)
+        if c.values.get("fid") is not None
+    }
+    common = sorted(set(ours) & set(theirs))
+    if not common:
+        return TargetResult(name, MISSING, "no budget where both recipes have a FID")
+    parts = [
+        f"{_fmt(b)} kimg: {_fmt(ours[b].values['fid'])} vs {_fmt(theirs[b].values['fid'])}"
+        for b in common
+    ]
+    ahead = all(ours[b].values["fid"] < theirs[b].values["fid"] for b in common)
+    return TargetResult(name, MET if ahead else NOT_MET, "; ".join(parts))
+
+
+def ahead_at_equal_cpu_time(
+    cells: Sequence[CellScore], curves: Mapping[str, Sequence[CurvePoint]], dataset: str,
+    recipe: str, baseline: str,
+) -> TargetResult:  # fmt: skip
+    """FID of the curve points at the CPU time both runs reached (each one's last point <= it)."""
+    name = f"{NAMES[dataset]} `{recipe}` ahead of `{baseline}` at equal CPU time (curve FID)"
+    runs = {}
+    for r in (recipe, baseline):
+        run_ids = {c.run_id for c in _cells(cells, dataset, r)}
+        points = [
+            p for run_id in run_ids for p in curves.get(run_id, ())
+            if p.source == "gan-eval" and p.cpu_minutes is not None and p.values.get("fid") is not None
+        ]  # fmt: skip
+        runs[r] = sorted(points, key=lambda p: p.cpu_minutes)
+    if not runs[recipe] or not runs[baseline]:
+        return TargetResult(name, MISSING, "a recipe has no curve point with FID and CPU time")
+    budget = min(runs[recipe][-1].cpu_minutes, runs[baseline][-1].cpu_minutes)
+    ours = [p for p in runs[recipe] if p.cpu_minutes <= budget][-1:]
+    theirs = [p for p in runs[baseline] if p.cpu_minutes <= budget][-1:]
+    if not ours or not theirs:
+        return TargetResult(
+            name, MISSING, f"no curve points of both within {_fmt(budget)} CPU-minutes"
+        )
+    a, b = ours[0], theirs[0]
+    detail = (
+        f"within {_fmt(budget)} CPU-minutes: FID {_fmt(a.values['fid'])} ({_fmt(a.cpu_minutes)} min, "
+        f"{_fmt(a.kimg)} kimg) vs {_fmt(b.values['fid'])} ({_fmt(b.cpu_minutes)} min, {_fmt(b.kimg)} kimg), "
+        f"{a.n_samples} samples"
+    )
+    return TargetResult(name, MET if a.values["fid"] < b.values["fid"] else NOT_MET, detail)
+
+
+def no_collapse(cells: Sequence[CellScore], num_classes: int = 10) -> TargetResult:
+    """Every scored first-seed cell hits every class."""
+    name = f"no recipe collapses: classes hit {num_classes} of {num_classes} in every cell"
+    scored = [c for c in cells if c.repeat_of is None and c.values.get("classes_hit") is not None]
+    if not scored:
+        return TargetResult(name, MISSING, "no cell was scored with class_coverage")
+    low = [c for c in scored if c.values["classes_hit"] < num_classes]
+    if not low:
+        return TargetResult(name, MET, f"{len(scored)} cells")
+    listed = ", ".join(
+        f"{c.recipe} at {_fmt(c.budget_kimg)} kimg: {c.values['classes_hit']:.0f}" for c in low
+    )
+    return TargetResult(name, NOT_MET, listed)
+
+
+def health_quiet(warnings: Mapping[str, int | None]) -> TargetResult:
+    """No ``training health:`` warning in any run's train.log."""
+    name = "the health monitor stays quiet (no `training health:` warning in train.log)"
+    known = {run: n for run, n in warnings.items() if n is not None}
+    if not known:
+        return TargetResult(name, MISSING, "no run has a train.log")
+    loud = {run: n for run, n in known.items() if n}
+    unread = sorted(set(warnings) - set(known))
+    suffix = f" (no train.log: {', '.join(unread)})" if unread else ""
+    if not loud:
+        return TargetResult(name, MET, f"{len(known)} runs{suffix}")
+    return TargetResult(
+        name, NOT_MET, ", ".join(f"{r}: {n} warnings" for r, n in sorted(loud.items())) + suffix
+    )
+
+
+def judge_targets(
+    cells: Sequence[CellScore],
+    curves: Mapping[str, Sequence[CurvePoint]],
+    health: Mapping[str, int | None],
+) -> list[TargetResult]:
+    """The targets of issue 15, in its order."""
+    return [
+        fid_within(cells, "mnist", "mnist_budget", 5.0, 1000.0),
+        fid_2k_at(cells, curves, "mnist", "mnist_budget", 12.0, 500.0),
+        fid_within(cells, "cifar10", "cifar10_budget", 25.0, 3000.0),
+        ahead_at_equal_kimg(cells, "cifar10", "cifar10_budget", "cifar10_dcgan"),
+        ahead_at_equal_cpu_time(cells, curves, "cifar10", "cifar10_budget", "cifar10_dcgan"),
+        no_collapse(cells),
+        health_quiet(health),
+    ]

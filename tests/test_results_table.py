@@ -1,0 +1,129 @@
+"""gan_lab.results on scripted inputs: checkpoint picking, run-directory reading, the targets."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from gan_lab.results.records import CellScore, CurvePoint
+from gan_lab.results.run_reading import (
+    CheckpointInfo,
+    RunDir,
+    Segment,
+    pick_checkpoint,
+    seconds_to_step,
+)
+from gan_lab.results.targets import MET, MISSING, NOT_MET, judge_targets
+
+
+def ckpt(kimg: float, step: int | None = None) -> CheckpointInfo:
+    return CheckpointInfo(Path(f"step_{step or int(kimg)}.ckpt"), step or int(kimg), kimg, "d")
+
+
+# ----------------------------------------------------------------------------- pure functions
+def test_pick_takes_the_checkpoint_nearest_the_budget_and_not_over_it_beyond_1_percent() -> None:
+    ckpts = [ckpt(k) for k in (100, 200, 300, 499, 505, 600)]
+    assert pick_checkpoint(ckpts, 500).checkpoint.kimg == 499  # 505 is allowed (1%) but farther
+    assert pick_checkpoint(ckpts, 503).checkpoint.kimg == 505  # 0.4% over, nearer than 499
+    assert pick_checkpoint(ckpts, 550).checkpoint.kimg == 505  # 600 is over by 9%
+    assert pick_checkpoint(ckpts, 606).checkpoint.kimg == 600  # 1% short still counts as reached
+    far = pick_checkpoint(ckpts, 1000)
+    assert not far.reached and far.max_kimg == 600
+    assert not pick_checkpoint(ckpts, 50).reached  # the first checkpoint is already past it
+    short = pick_checkpoint([ckpt(400), ckpt(600)], 500)
+    assert short.checkpoint.kimg == 400 and short.short_of_budget
+
+
+def test_training_seconds_skip_the_pause_between_a_kill_and_the_resume() -> None:
+    first = Segment(100.0, [float(s) for s in range(11)], [110.0 + s for s in range(11)])
+    resumed = Segment(1000.0, [8.0, 20.0], [1005.0, 1017.0])  # resumed from step 8
+    assert seconds_to_step([first, resumed], 4) == pytest.approx(14.0)
+    # all of the first process (20 s), then step 15 interpolated in the second: 1012 - 1000
+    assert seconds_to_step([first, resumed], 15) == pytest.approx(32.0)
+    assert seconds_to_step([first, resumed], 21) is None
+
+
+def cell(recipe: str, budget: float, fid: float | None, **kw) -> CellScore:
+    dataset = "cifar10" if recipe.startswith("cifar10") else "mnist"
+    values = {"fid": fid, "classes_hit": kw.pop("hit", 10.0)}
+    return CellScore(recipe, dataset, recipe, budget, kimg=budget, g_step=int(budget), values=values,
+                     n_samples=kw.pop("n", 10000), n_reference=10000, **kw)  # fmt: skip
+
+
+def test_targets_are_judged_from_the_numbers() -> None:
+    cells = [
+        cell("mnist_budget", 500, 6.1), cell("mnist_budget", 1000, 4.9),
+        cell("mnist_budget", 1000, 3.0, repeat_of="mnist_budget"),  # a repeat is not judged
+        cell("cifar10_budget", 1000, 40.0), cell("cifar10_budget", 3000, 27.5, hit=9.0),
+        cell("cifar10_dcgan", 1000, 45.0), cell("cifar10_dcgan", 3000, 36.0),
+    ]  # fmt: skip
+    curves = {
+        "mnist_budget": [CurvePoint(500, {"fid": 11.5}, 2000, 2000, g_step=500)],
+        "cifar10_budget": [CurvePoint(k, {"fid": f}, 2000, 2000, g_step=k, cpu_minutes=m)
+                           for k, f, m in ((1000, 50.0, 60.0), (3000, 30.0, 180.0))],
+        "cifar10_dcgan": [CurvePoint(k, {"fid": f}, 2000, 2000, g_step=k, cpu_minutes=m)
+                          for k, f, m in ((1000, 48.0, 30.0), (3000, 40.0, 90.0))],
+    }  # fmt: skip
+    results = judge_targets(cells, curves, {"mnist_budget": 0, "cifar10_budget": 2})
+    status = [r.status for r in results]
+    assert status == [MET, MET, NOT_MET, MET, NOT_MET, NOT_MET, NOT_MET]
+    assert "FID 4.9 at 1000 kimg" in results[0].detail
+    assert "2.5 above the target" in results[2].detail
+    # equal CPU time: 90 min (dcgan's last point); budget's last point within it is 60 min, FID 50
+    assert "FID 50 (60 min" in results[4].detail and "vs 40 (90 min" in results[4].detail
+    assert "cifar10_budget at 3000 kimg: 9" in results[5].detail
+    assert "cifar10_budget: 2 warnings" in results[6].detail
+
+
+def test_targets_say_missing_and_only_count_10k_scores() -> None:
+    cells = [cell("mnist_budget", 1000, 3.0, n=2000)]  # scored at 2k only: not the 10k target
+    results = judge_targets(cells, {}, {})
+    assert [r.status for r in results] == [MISSING] * 5 + [MET, MISSING]  # classes hit: 10
+    cells = [cell("mnist_budget", 500, 8.0), cell("mnist_budget", 1000, 7.0)]
+    curves = {"mnist_budget": [CurvePoint(500, {"fid": 14.0}, 2000, 2000, g_step=500)]}
+    first, second = judge_targets(cells, curves, {})[:2]
+    assert (first.status, second.status) == (NOT_MET, NOT_MET)
+    assert "2 above" in first.detail and "FID 14 at 500 kimg: 2 above" in second.detail
+
+
+def test_run_dir_lists_one_checkpoint_per_step_and_falls_back_to_mtimes(tmp_path: Path) -> None:
+    """last.ckpt at a periodic step is the same state; best.ckpt and files without progress are skipped."""
+    folder = tmp_path / "checkpoints"
+    folder.mkdir()
+    (tmp_path / "config_resolved.yaml").write_text(
+        "callbacks: {metrics: {n_samples: 7, n_reference: 9}}\n"
+    )
+    os.utime(tmp_path / "config_resolved.yaml", (1000.0, 1000.0))
+    for name, step in (
+        ("step_0000010.ckpt", 10),
+        ("last.ckpt", 10),
+        ("best.ckpt", 5),
+        ("step_0000020.ckpt", 20),
+    ):
+        progress = {
+            "g_step": step,
+            "d_updates": step,
+            "images_shown": 64 * step,
+            "kimg": 0.064 * step,
+        }
+        torch.save({"progress": progress, "integrity": {"digest": name}}, folder / name)
+    torch.save({"state_dict": {}}, folder / "step_0000030.ckpt")  # no progress: an older file
+    os.utime(folder / "step_0000020.ckpt", (1090.0, 1090.0))
+    run = RunDir(tmp_path)
+    assert [(c.path.name, c.kimg) for c in run.checkpoints] == [
+        ("step_0000010.ckpt", pytest.approx(0.64)), ("step_0000020.ckpt", pytest.approx(1.28)),
+    ]  # fmt: skip
+    assert run.checkpoints[1].digest == "step_0000020.ckpt"  # the checkpoint's own digest
+    assert run.wall_seconds(run.checkpoints[1]) == (pytest.approx(90.0), "mtime")  # no TensorBoard
+    assert run.kimg_at(15) == pytest.approx(0.96) and run.kimg_at(25) == pytest.approx(1.6)
+    assert run.training_metric_samples() == (7, 9) and run.health_warnings() is None
+    # saved after the last logged g_step of its process: 50 s of the first process + 90 s of its own
+    run.__dict__["segments"] = [
+        Segment(950.0, [0.0, 5.0], [960.0, 1000.0]),
+        Segment(1000.0, [6.0], [1001.0]),
+    ]
+    assert run.wall_seconds(run.checkpoints[1]) == (pytest.approx(140.0), "mtime")
+    assert run.wall_seconds(run.checkpoints[0])[1] == "mtime"  # step 10: past both segments too
