@@ -132,13 +132,13 @@ def train_and_record(cfg: DictConfig) -> dict[str, float]:
     The checks and the build ran in Hydra's ``on_run_start`` (preflight_hook.py) before the run
     directory was made; outside the CLI they run here, still before anything is written.
     """
-    from gan_lab.callbacks.best_checkpoint import best_checkpoint_record  # imports torch
-
     parts = preflight_train(cfg)  # config, devices, constructors, data, checkpoint, run-dir lock
     try:
         if cfg.get("print_config", True) and is_rank_zero():  # DDP ranks as processes: once
             print_and_save_config(cfg, Path(cfg.paths.output_dir))
         metrics = fit(cfg, parts)
+        from gan_lab.callbacks.best_checkpoint import best_checkpoint_record  # imports torch
+
         record = best_checkpoint_record(parts.callbacks, metrics)  # best.ckpt's step and value
         write_run_metrics({**metrics, **record}, Path(cfg.paths.output_dir))
     finally:
