@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from gan_lab.machine import describe_cpu
 from gan_lab.train import train
 from tests.conftest import CIFAR_FOLDER, data_overrides, requires_cifar, run_cli
 
@@ -37,6 +39,8 @@ def test_default_experiment_trains_and_leaves_a_complete_run_dir(tmp_path: Path)
     assert (run_dir / "config_resolved.yaml").is_file()
     assert (run_dir / ".hydra" / "config.yaml").is_file()
     assert "CONFIG" in result.stdout  # the config tree is printed at start
+    machine = json.loads((run_dir / "machine.json").read_text())  # figures are per CPU type
+    assert machine["cpu"] == describe_cpu() and machine["torch_threads"] >= 1
 
     ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
     assert ckpt["global_step"] == steps

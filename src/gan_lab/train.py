@@ -14,6 +14,7 @@ from gan_lab.config_dir import find_config_dir
 from gan_lab.distributed import is_rank_zero
 from gan_lab.errors import UserError, run_cli
 from gan_lab.hydra_errors import run_hydra_entry
+from gan_lab.machine import write_machine_record
 from gan_lab.preflight import validate_config
 from gan_lab.preflight_hook import preflight_train
 from gan_lab.run_length import trainer_config
@@ -136,6 +137,7 @@ def train_and_record(cfg: DictConfig) -> dict[str, float]:
     try:
         if cfg.get("print_config", True) and is_rank_zero():  # DDP ranks as processes: once
             print_and_save_config(cfg, Path(cfg.paths.output_dir))
+            write_machine_record(Path(cfg.paths.output_dir))
         metrics = fit(cfg, parts)
         from gan_lab.callbacks.best_checkpoint import best_checkpoint_record  # imports torch
 

@@ -6,8 +6,9 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gan_lab.machine import describe_cpu
 from gan_lab.results.records import CellScore, CurvePoint, flat_values
-from gan_lab.results.run_reading import CheckpointInfo, Pick, RunDir, pick_checkpoint, this_machine
+from gan_lab.results.run_reading import CheckpointInfo, Pick, RunDir, pick_checkpoint
 from gan_lab.results.scoring import EvalRequest, Scorer
 from gan_lab.results.spec import ResultsSpec, RunSpec
 
@@ -104,8 +105,9 @@ class Collector:
         run_dir = RunDir(run.run_dir)
         self.results.machines[run.id] = (
             run.machine
+            or run_dir.machine
             or self.spec.machine
-            or (f"{this_machine()} (this host at build time: the run did not record its CPU)")
+            or (f"{describe_cpu()} (this host at build time: the run did not record its CPU)")
         )
         if not run.run_dir.is_dir():
             return self._missing(run, f"run directory {run.run_dir} does not exist")

@@ -9,9 +9,8 @@ TensorBoard event files: the ``g_step`` scalar's event times, summed over the ru
 from __future__ import annotations
 
 import bisect
+import json
 import logging
-import re
-import subprocess
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -133,6 +132,17 @@ class RunDir:
         return sorted(by_step.values(), key=lambda c: c.g_step)
 
     @cached_property
+    def machine(self) -> str | None:
+        """The CPU the run recorded (``machine.json``, gan_lab/machine.py), with its torch threads."""
+        file = self.path / "machine.json"
+        try:
+            record = json.loads(file.read_text())
+        except (OSError, ValueError):
+            return None
+        gpus = f", GPUs: {', '.join(record['gpus'])}" if record.get("gpus") else ""
+        return f"{record.get('cpu', 'unknown CPU')}, {record.get('torch_threads', '?')} torch threads{gpus}"
+
+    @cached_property
     def config(self) -> dict[str, Any]:
         """config_resolved.yaml, else the run config stored in the newest checkpoint."""
         file = self.path / "config_resolved.yaml"
@@ -224,20 +234,3 @@ class RunDir:
         return sum(
             "training health:" in line for line in log_file.read_text(errors="replace").splitlines()
         )
-
-
-def this_machine() -> str:
-    """``lscpu``'s model name and whether the CPU has AMX (bf16 matmul tiles) or AVX-512-bf16."""
-    try:
-        text = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
-    except (OSError, subprocess.SubprocessError):
-        text = ""
-    match = re.search(r"^Model name:\s*(.+)$", text, re.MULTILINE)
-    name = match.group(1).strip() if match else "unknown CPU"
-    try:
-        flags = set(Path("/proc/cpuinfo").read_text().split())
-    except OSError:
-        return f"{name} (CPU flags unknown)"
-    amx = "amx_bf16" if "amx_bf16" in flags else "no amx_bf16"
-    avx = "avx512_bf16" if "avx512_bf16" in flags else "no avx512_bf16"
-    return f"{name}, {avx}, {amx}"
