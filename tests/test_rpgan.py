@@ -73,6 +73,7 @@ def test_r3gan_recipe_trains_with_rpgan_r1_r2_and_ada(make_cfg) -> None:
         "data/source=synthetic",
         "data.source.num_samples=32",
         "data.batch_size=8",
+        "trainer.max_kimg=null",  # the recipe budgets 3000 kimg
         "trainer.max_steps=3",
         "~callbacks.sample_grid",
         "~logger",
