@@ -74,6 +74,7 @@ def test_checkpoint_and_console_say_g_steps_d_updates_and_kimg(
     }
     assert (metrics["g_step"], metrics["d_updates"]) == (G_STEPS, N_CRITIC * G_STEPS)
     assert metrics["kimg"] == pytest.approx(images / 1000)
+    assert metrics["progress/kimg"] == pytest.approx(images / 1000)  # the logged scalar, too
     described = f"G step {G_STEPS}, {N_CRITIC * G_STEPS} D updates, {images / 1000:.1f} kimg"
     assert f"last.ckpt ({described})" in caplog.text  # the save line
     assert f"finished: {described}" in caplog.text

@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR, LRScheduler
 
+from gan_lab.callbacks.progress import training_progress
 from gan_lab.errors import ConfigError
 from gan_lab.lightning_internals import (
     attached_trainer,
@@ -125,12 +126,9 @@ class GANModule(CountsAppliedUpdates, L.LightningModule):
 
     def sample_noise(self, n: int) -> tuple[Tensor, Tensor | None]:
         z = torch.randn(n, self.latent_dim, device=self.device)
-        y = (
-            torch.randint(0, self.num_classes, (n,), device=self.device)
-            if self.num_classes
-            else None
-        )
-        return z, y
+        if not self.num_classes:
+            return z, None
+        return z, torch.randint(0, self.num_classes, (n,), device=self.device)
 
     def training_noise(self, n: int, stream: str) -> tuple[Tensor, Tensor | None]:
         """This rank's ``n`` rows of the step's global noise batch: distinct per rank, same for any world size."""
@@ -257,6 +255,8 @@ class GANModule(CountsAppliedUpdates, L.LightningModule):
             scalars |= {"g_step": float(self.global_step), "loss/g": g_loss.detach()}
             scalars |= {"grad_norm/g": g_grad_norm, "lr/g": opt_g.param_groups[0]["lr"]}
             scalars["lr/d"] = opt_d.param_groups[0]["lr"]
+            # real images shown to D so far, all ranks: the x axis of GAN papers' curves
+            scalars["progress/kimg"] = training_progress(trainer, self, batch).kimg
         write_scalars(trainer, scalars, prog_bar=("g_step",))
 
     # ---------------------------------------------------------------------------- forwards
