@@ -47,8 +47,8 @@ def resolved_max_steps(cfg: DictConfig) -> Any:
             "trainer.max_steps",
             max_steps,
             f"disagrees with trainer.max_kimg={max_kimg} (= {steps} G steps of "
-            f"data.batch_size={batch} x model.n_critic={n_critic} real images); set one of them, "
-            "e.g. trainer.max_steps=null to budget in kimg",
+            f"data.batch_size={batch} x model.n_critic={n_critic} real images); set one of them: "
+            "trainer.max_steps=null to budget in kimg, or trainer.max_kimg=null to count G steps",
         )
     return steps
 
