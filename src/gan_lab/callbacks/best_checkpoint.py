@@ -15,7 +15,6 @@ takes the same decision and joins the (collective) save; only rank 0 writes.
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from typing import Any
 import lightning as L
 import torch
 
+from gan_lab.callbacks.best_so_far import MODES, BestSoFar
 from gan_lab.callbacks.checkpointing import use_atomic_checkpoint_io
 from gan_lab.callbacks.periodic_metrics import GeneratorMetrics
 from gan_lab.callbacks.progress import training_progress
@@ -31,7 +31,6 @@ from gan_lab.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-MODES = ("min", "max")
 # what the run's metrics.json says about it (the numbers also reach fit()'s returned scalars)
 SUMMARY_KEYS = ("best_step", "best_kimg", "best_value")
 
@@ -51,13 +50,14 @@ class BestCheckpoint(L.Callback):
                 "must be a logged key such as metrics/fid, or null for no best.ckpt",
             )
         self.dirpath, self.monitor, self.mode = Path(dirpath), monitor, mode
-        self.best_value: float | None = None
+        self._best = BestSoFar(monitor, mode)
         self.best_step: int | None = None
         self.best_kimg: float | None = None
-        self._seen: Any = (
-            None  # the metric tensor last looked at (each evaluation writes a new one)
-        )
         self._metrics: Mapping[str, Any] = {}
+
+    @property
+    def best_value(self) -> float | None:
+        return self._best.value
 
     @property
     def path(self) -> Path:
@@ -95,7 +95,7 @@ class BestCheckpoint(L.Callback):
             return
         value = state.get("best_value")
         same = state.get("monitor") == self.monitor and state.get("mode") == self.mode
-        if same and value is not None and self._better(float(value)):
+        if same and value is not None and self._best.improves(float(value)):
             self.load_state_dict(state)
             log.info("best so far (from %s): %s=%.4g at G step %s", self.path, self.monitor, value, self.best_step)  # fmt: skip
 
@@ -105,21 +105,12 @@ class BestCheckpoint(L.Callback):
     ) -> None:
         self._observe(trainer, pl_module)
 
-    def _better(self, value: float) -> bool:
-        if self.best_value is None:
-            return True
-        return value < self.best_value if self.mode == "min" else value > self.best_value
-
     def _observe(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        value = self._metrics.get(self.monitor) if self.monitor else None
-        if value is None or value is self._seen:
-            return
-        self._seen = value
-        number = float(value)
-        if not math.isfinite(number) or not self._better(number):
+        number = self._best.offer(self._metrics)
+        if number is None:
             return
         progress = training_progress(trainer, pl_module)
-        self.best_value, self.best_step, self.best_kimg = number, progress.g_step, progress.kimg
+        self.best_step, self.best_kimg = progress.g_step, progress.kimg
         # every rank saw the same reduced value: all join the save, rank 0 writes
         trainer.save_checkpoint(self.path, weights_only=False)
         if trainer.is_global_zero:
@@ -158,7 +149,7 @@ class BestCheckpoint(L.Callback):
                 state_dict.get("monitor"), state_dict.get("mode"), self.monitor, self.mode,
             )  # fmt: skip
             return
-        self.best_value = state_dict.get("best_value")
+        self._best.value = state_dict.get("best_value")
         self.best_step = state_dict.get("best_step")
         self.best_kimg = state_dict.get("best_kimg")
 

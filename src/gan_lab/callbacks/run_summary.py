@@ -20,6 +20,7 @@ import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from gan_lab import tensorboard_hparams
+from gan_lab.callbacks.best_so_far import BestSoFar
 from gan_lab.callbacks.progress import training_progress
 from gan_lab.hparams import Scalar
 from gan_lab.training.step_stats import StepStats
@@ -63,8 +64,7 @@ class RunSummary(L.Callback):
         self.hparams = dict(hparams)
         self.varied = [k for k in varied if k in self.hparams]
         self.optimized_metric, self.direction = optimized_metric, direction
-        self.best: float | None = None
-        self._seen: Any = None
+        self._best = BestSoFar(optimized_metric, "min" if direction == "minimize" else "max")
         self._metrics: Mapping[str, Any] = {}
         self.final: dict[str, float] = {}
 
@@ -86,21 +86,17 @@ class RunSummary(L.Callback):
 
     def _observe(self, metrics: Mapping[str, Any]) -> None:
         """Fold a new value of the optimised metric into the best (each written tensor once)."""
-        value = metrics.get(self.optimized_metric) if self.optimized_metric else None
-        if value is None or value is self._seen:
-            return
-        self._seen = value
-        number = float(value)
-        if not math.isfinite(number):
-            return
-        better = min if self.direction == "minimize" else max
-        self.best = number if self.best is None else better(self.best, number)
+        self._best.offer(metrics)
+
+    @property
+    def best(self) -> float | None:
+        return self._best.value
 
     def state_dict(self) -> dict[str, Any]:
         return {"best": self.best}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.best = state_dict.get("best")
+        self._best.value = state_dict.get("best")
 
     # ------------------------------------------------------------------------------- end
     def summary_metrics(self, scalars: Mapping[str, float]) -> dict[str, float]:
