@@ -367,9 +367,10 @@ def print_report(report: dict[str, Any], variants: list[str]) -> None:
 
 
 def cpu_features() -> str:
-    try:
-        flags = set(Path("/proc/cpuinfo").read_text().split())
-    except OSError:
+    from gan_lab.machine import cpu_flags
+
+    flags = cpu_flags()
+    if not flags:
         return "unknown"
     return (
         " ".join(
