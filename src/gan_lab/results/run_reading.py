@@ -19,6 +19,8 @@ from typing import Any
 import torch
 import yaml
 
+from gan_lab.checkpoint_io import checkpoint_candidates
+
 log = logging.getLogger(__name__)
 
 REACHED_TOLERANCE = 0.01  # a checkpoint within 1% of a budget counts as at the budget
@@ -120,10 +122,8 @@ class RunDir:
     def checkpoints(self) -> list[CheckpointInfo]:
         """Periodic checkpoints and last.ckpt, one per g_step (best*.ckpt is chosen by a metric)."""
         by_step: dict[int, CheckpointInfo] = {}
-        files = sorted((self.path / "checkpoints").glob("*.ckpt"))
-        for file in files:
-            if file.name.startswith(".") or file.name.startswith("best"):
-                continue
+        # the files a run could resume from: no best.ckpt, no temp files of interrupted writes
+        for file in checkpoint_candidates([self.path / "checkpoints"]):
             info = read_checkpoint_info(file)
             if info is None:
                 continue
