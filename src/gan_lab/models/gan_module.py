@@ -215,7 +215,7 @@ class GANModule(CountsAppliedUpdates, L.LightningModule):
                 opt_d.step()
         self.d_updates += 1
         d_stats = {
-            "loss/d": d_loss.detach(),
+            "loss/d": d_loss,  # detached by _d_loss
             "D(x)": discriminator_score(real_logits, self.loss),
             "D(G(z))": discriminator_score(fake_logits, self.loss),
         }
@@ -242,7 +242,7 @@ class GANModule(CountsAppliedUpdates, L.LightningModule):
             self.skipped_updates.discard(id(opt_g.optimizer))
             with step_not_counted(opt_g, self.trainer):
                 opt_g.step()
-        self.step_stats["loss/g"] = g_loss.detach()
+        self.step_stats["loss/g"] = g_loss  # detached: loss_and_detached
         if id(opt_g.optimizer) in self.skipped_updates:
             write_scalars(trainer, scalars)
             return  # a dropped update is no G step: max_steps, schedules and the EMA wait for a real one
@@ -252,7 +252,7 @@ class GANModule(CountsAppliedUpdates, L.LightningModule):
         if self.ema is not None:
             self.ema.update(self.generator, self.global_step)
         if logged:
-            scalars |= {"g_step": float(self.global_step), "loss/g": g_loss.detach()}
+            scalars |= {"g_step": float(self.global_step), "loss/g": g_loss}
             scalars |= {"grad_norm/g": g_grad_norm, "lr/g": opt_g.param_groups[0]["lr"]}
             scalars["lr/d"] = opt_d.param_groups[0]["lr"]
             # real images shown to D so far, all ranks: the x axis of GAN papers' curves
