@@ -92,6 +92,26 @@ def test_loss_explosion_is_reported() -> None:
     assert set(alerts) == {"loss_explosion"} and "loss/g=900" in alerts["loss_explosion"]
 
 
+@pytest.mark.parametrize("size", [1, 4, 7])
+def test_the_rolling_median_is_the_median_of_the_window_it_holds(size: int) -> None:
+    import random
+    import statistics
+
+    from gan_lab.training.health_signals import RollingWindow
+
+    rng = random.Random(size)
+    window = RollingWindow(size)
+    pool = [-2.0, -0.5, 0.5, 2.0, 3.0, math.inf, -math.inf, math.nan]  # ties, signs, non-finite
+    for _ in range(300):
+        window.append(rng.choice(pool) if rng.random() < 0.5 else rng.uniform(-5, 5))
+        held = [abs(v) if v == v else math.inf for v in window]
+        assert len(window) == min(size, len(held)) and len(held) <= size
+        assert window.median_magnitude() == statistics.median(held)
+    window.clear()
+    window.append(-3.0)
+    assert window.median_magnitude() == 3.0
+
+
 TINY = (
     *TINY_MLP_GAN,
     "trainer.max_steps=6",

@@ -6,8 +6,11 @@ Plain computations with no Lightning in them, so they can be tested on scripted 
 
 from __future__ import annotations
 
+import bisect
+import math
 import statistics
 from collections import deque
+from collections.abc import Iterator
 
 import torch
 from torch import Tensor
@@ -44,6 +47,44 @@ def near_duplicate_fraction(fake: Tensor, real: Tensor, closeness: float = 0.1) 
     return float(close) / (n * (n - 1))
 
 
+class RollingWindow:
+    """The last ``size`` values, with their magnitudes kept sorted: a median per batch costs a
+    binary search, not a sort of the whole window (the monitor judges every batch)."""
+
+    def __init__(self, size: int) -> None:
+        self.values: deque[float] = deque(maxlen=size)
+        self._sorted_magnitudes: list[float] = []
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def __iter__(self) -> Iterator[float]:
+        return iter(self.values)
+
+    def __getitem__(self, index: int) -> float:
+        return self.values[index]
+
+    @staticmethod
+    def _magnitude(value: float) -> float:
+        return abs(value) if value == value else math.inf  # NaN sorts as infinitely large
+
+    def append(self, value: float) -> None:
+        if len(self.values) == self.values.maxlen:
+            oldest = self._magnitude(self.values[0])
+            del self._sorted_magnitudes[bisect.bisect_left(self._sorted_magnitudes, oldest)]
+        self.values.append(value)
+        bisect.insort(self._sorted_magnitudes, self._magnitude(value))
+
+    def median_magnitude(self) -> float:
+        """The median of ``abs(v)`` over the window (NaN counting as infinite), read off the sorted magnitudes."""
+        s, n = self._sorted_magnitudes, len(self._sorted_magnitudes)
+        return s[n // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2
+
+    def clear(self) -> None:
+        self.values.clear()
+        self._sorted_magnitudes.clear()
+
+
 class HealthSignals:
     """The window of recent scalars and the verdicts drawn from it; free of Lightning."""
 
@@ -63,8 +104,7 @@ class HealthSignals:
             loss_bounded_below,
             scores_are_probabilities,
         )
-        self.d_loss: deque[float] = deque(maxlen=window)
-        self.g_loss: deque[float] = deque(maxlen=window)
+        self.d_loss, self.g_loss = RollingWindow(window), RollingWindow(window)
         self.gap: deque[float] = deque(maxlen=window)
 
     def add(
@@ -83,7 +123,7 @@ class HealthSignals:
             if value is None:
                 continue
             if len(history) == self.window:
-                typical = statistics.median(abs(v) for v in history)
+                typical = history.median_magnitude()
                 if abs(value) > self.explosion_factor * max(typical, 1e-3):
                     alerts["loss_explosion"] = (
                         f"{name}={value:.4g} is {abs(value) / max(typical, 1e-3):.0f}x its median magnitude "
