@@ -152,6 +152,7 @@ def run_lightning(setup: classic_loop.Setup, variant: str, workdir: str) -> None
     import hydra
     import lightning as L
 
+    from gan_lab.lightning_internals import lean_callback_hooks
     from gan_lab.run_length import trainer_config
     from gan_lab.utils import instantiate_callbacks, instantiate_loggers
 
@@ -184,7 +185,8 @@ def run_lightning(setup: classic_loop.Setup, variant: str, workdir: str) -> None
     trainer = hydra.utils.instantiate(
         trainer_config(cfg), callbacks=callbacks, logger=instantiate_loggers(cfg.logger)
     )
-    trainer.fit(model, datamodule=datamodule)
+    with lean_callback_hooks():  # as gan_lab.train.fit runs it
+        trainer.fit(model, datamodule=datamodule)
 
 
 def worker(args: argparse.Namespace) -> None:

@@ -153,3 +153,77 @@ def test_stop_after_this_batch_finishes_the_batch_then_raises_sigterm() -> None:
     with pytest.raises(SIGTERMException):
         _fit(module)
     assert module.batches_run == 2
+
+
+class HookRecorder(L.Callback):
+    """Records every hook it defines, with the batch index where the hook has one."""
+
+    def __init__(self, name: str, events: list[tuple[str, str, object]]) -> None:
+        self.name, self.events = name, events
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        self.events.append((self.name, "setup", stage))
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
+        self.events.append((self.name, "on_train_batch_start", batch_idx))
+
+    def on_before_backward(self, trainer, pl_module, loss) -> None:
+        self.events.append((self.name, "on_before_backward", round(float(loss.detach()), 6)))
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
+        self.events.append((self.name, "on_before_optimizer_step", pl_module._current_fx_name))
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        self.events.append((self.name, "on_train_batch_end", batch_idx))
+
+
+class Silent(L.Callback):
+    """Defines no hook: the lean dispatch never calls it."""
+
+
+def _fit_with_callbacks(callbacks: list[L.Callback], profiler=None) -> None:
+    torch.manual_seed(0)
+    trainer = L.Trainer(
+        accelerator="cpu", max_epochs=1, limit_train_batches=BATCHES, callbacks=callbacks,
+        profiler=profiler, **BARE_TRAINER,
+    )  # fmt: skip
+    trainer.fit(TwoOptimizerSteps(), DataLoader(TensorDataset(torch.randn(8, 2)), batch_size=2))
+
+
+def test_lean_hooks_call_the_same_hooks_in_the_same_order_and_skip_empty_ones(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from lightning.pytorch.trainer import call
+
+    def recorders(events: list) -> list[L.Callback]:
+        late = L.Callback()  # a hook set on the instance, not the class, is still called
+        late.on_train_end = lambda trainer, pl_module: events.append(("late", "on_train_end", 0))
+        return [HookRecorder("a", events), Silent(), HookRecorder("b", events), late]
+
+    lightning_events: list = []
+    _fit_with_callbacks(recorders(lightning_events))
+    original = call._call_callback_hooks
+    lean_events: list = []
+    silent_calls: list[str] = []
+    monkeypatch.setattr(Silent, "__getattribute__", lambda self, name: (
+        silent_calls.append(name) if name.startswith("on_") else None
+    ) or object.__getattribute__(self, name))  # fmt: skip
+    with lightning_internals.lean_callback_hooks():
+        assert call._call_callback_hooks is not original
+        _fit_with_callbacks(recorders(lean_events))
+    assert call._call_callback_hooks is original  # restored
+    assert lean_events == lightning_events
+    assert ("b", "on_before_optimizer_step", "on_before_optimizer_step") in lean_events
+    assert ("late", "on_train_end", 0) in lean_events
+    assert len([e for e in lean_events if e[1] == "on_train_batch_end"]) == 2 * BATCHES
+    assert silent_calls == []  # never asked for a hook it does not define
+
+
+def test_lean_hooks_give_a_real_profiler_lightnings_dispatch_and_records() -> None:
+    profiler = RecordingProfiler()
+    events: list = []
+    with lightning_internals.lean_callback_hooks():
+        _fit_with_callbacks([HookRecorder("a", events)], profiler)
+    started = {name for kind, name in profiler.events if kind == "start"}
+    assert any(n.startswith("[Callback]") and n.endswith("on_train_batch_end") for n in started)
+    assert len([e for e in events if e[1] == "on_train_batch_end"]) == BATCHES

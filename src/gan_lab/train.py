@@ -90,6 +90,7 @@ def fit(cfg: DictConfig, parts: RunParts) -> dict[str, float]:
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
     from gan_lab.callbacks.run_summary import final_scalars
+    from gan_lab.lightning_internals import lean_callback_hooks
     from gan_lab.loggers import finish_runs
 
     output_dir = Path(cfg.paths.output_dir)
@@ -98,7 +99,8 @@ def fit(cfg: DictConfig, parts: RunParts) -> dict[str, float]:
         trainer_config(cfg), callbacks=parts.callbacks, logger=loggers
     )
     try:
-        trainer.fit(model=parts.model, datamodule=parts.datamodule, ckpt_path=parts.ckpt_path)
+        with lean_callback_hooks():  # hooks reach only the callbacks that define them
+            trainer.fit(model=parts.model, datamodule=parts.datamodule, ckpt_path=parts.ckpt_path)
     except SIGTERMException:
         log.warning(
             "stopped by a signal at generator step %d; last.ckpt is resumable: rerun with "
