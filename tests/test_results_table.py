@@ -16,7 +16,7 @@ from gan_lab.results.run_reading import (
     pick_checkpoint,
     seconds_to_step,
 )
-from gan_lab.results.targets import MET, MISSING, NOT_MET, judge_targets
+from gan_lab.results.targets import MET, MISSING, NOT_MET, judge_targets, no_collapse
 
 
 def ckpt(kimg: float, step: int | None = None) -> CheckpointInfo:
@@ -87,6 +87,20 @@ def test_targets_say_missing_and_only_count_10k_scores() -> None:
     first, second = judge_targets(cells, curves, {})[:2]
     assert (first.status, second.status) == (NOT_MET, NOT_MET)
     assert "2 above" in first.detail and "FID 14 at 500 kimg: 2 above" in second.detail
+
+
+def test_a_collapse_after_the_last_cell_is_a_collapse() -> None:
+    """The cells hit 10 classes, the run's in-training metrics later hit 3: not met."""
+    cells = [cell("mnist_budget", 500, 8.0)]
+    healthy = [
+        CurvePoint(k, {"classes_hit": 10.0}, 2000, 5000, source="in-training") for k in (50, 500)
+    ]
+    collapsed = [*healthy, CurvePoint(600, {"classes_hit": 3.0}, 2000, 5000, source="in-training")]
+    assert no_collapse(cells, {"mnist_budget": healthy}).status == MET
+    result = no_collapse(
+        cells, {"mnist_budget": collapsed, "other": [CurvePoint(1, {"fid": 9.0}, 2, 2)]}
+    )
+    assert result.status == NOT_MET and result.detail == "mnist_budget at 600 kimg (in-training): 3"
 
 
 def test_run_dir_lists_one_checkpoint_per_step_and_falls_back_to_mtimes(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ from gan_lab.results.spec import ResultsSpec, RunSpec
 log = logging.getLogger(__name__)
 
 TABLE_METRICS = ("fid", "kid", "precision_recall", "class_coverage", "classifier_fd")
-TRAINING_CURVES = ("metrics/fid", "metrics/kid", "metrics/classifier_fd")
+TRAINING_CURVES = ("metrics/fid", "metrics/kid", "metrics/classifier_fd", "metrics/classes_hit")
 
 
 @dataclass(frozen=True)

@@ -143,19 +143,34 @@ def ahead_at_equal_cpu_time(
     return TargetResult(name, MET if a.values["fid"] < b.values["fid"] else NOT_MET, detail)
 
 
-def no_collapse(cells: Sequence[CellScore], num_classes: int = 10) -> TargetResult:
-    """Every scored first-seed cell hits every class."""
-    name = f"no recipe collapses: classes hit {num_classes} of {num_classes} in every cell"
+def no_collapse(
+    cells: Sequence[CellScore],
+    curves: Mapping[str, Sequence[CurvePoint]] | None = None,
+    num_classes: int = 10,
+) -> TargetResult:
+    """Every scored first-seed cell, and every curve point with a class count (a run's in-training
+    metrics between and after the cells), hits every class: a collapse after a cell's checkpoint counts."""
+    name = f"no recipe collapses: classes hit {num_classes} of {num_classes} in every cell and curve point"
     scored = [c for c in cells if c.repeat_of is None and c.values.get("classes_hit") is not None]
-    if not scored:
+    points = [
+        (run, p) for run, run_points in (curves or {}).items() for p in run_points
+        if p.values.get("classes_hit") is not None
+    ]  # fmt: skip
+    if not scored and not points:
         return TargetResult(name, MISSING, "no cell was scored with class_coverage")
-    low = [c for c in scored if c.values["classes_hit"] < num_classes]
+    low = [
+        f"{c.recipe} at {_fmt(c.budget_kimg)} kimg: {c.values['classes_hit']:.0f}"
+        for c in scored
+        if c.values["classes_hit"] < num_classes
+    ]
+    low += [
+        f"{run} at {_fmt(p.kimg)} kimg ({p.source}): {p.values['classes_hit']:.0f}"
+        for run, p in points
+        if p.values["classes_hit"] < num_classes
+    ]
     if not low:
-        return TargetResult(name, MET, f"{len(scored)} cells")
-    listed = ", ".join(
-        f"{c.recipe} at {_fmt(c.budget_kimg)} kimg: {c.values['classes_hit']:.0f}" for c in low
-    )
-    return TargetResult(name, NOT_MET, listed)
+        return TargetResult(name, MET, f"{len(scored)} cells, {len(points)} curve points")
+    return TargetResult(name, NOT_MET, ", ".join(low))
 
 
 def health_quiet(warnings: Mapping[str, int | None]) -> TargetResult:
@@ -186,6 +201,6 @@ def judge_targets(
         fid_within(cells, "cifar10", "cifar10_budget", 25.0, 3000.0),
         ahead_at_equal_kimg(cells, "cifar10", "cifar10_budget", "cifar10_dcgan"),
         ahead_at_equal_cpu_time(cells, curves, "cifar10", "cifar10_budget", "cifar10_dcgan"),
-        no_collapse(cells),
+        no_collapse(cells, curves),
         health_quiet(health),
     ]
