@@ -62,6 +62,9 @@ VARIANTS = {
     # torch.compile of G's and D's forward on top of the experiment's defaults
     "ganlab_compiled": ("lightning", ("model.compile_networks=true",)),
     "ganlab_callbacks": ("lightning_callbacks", ()),
+    # the default callbacks but the divergence guard: its one read of every gradient per update
+    # is the part of the callbacks' cost that grows with the network
+    "ganlab_callbacks_unguarded": ("lightning_callbacks", ("~callbacks.divergence_guard",)),
     "ganlab_compiled_step": ("lightning", ("model.compile_step=true",)),
 }
 DEFAULT_VARIANTS = ("classic", "plain_fp32", "ganlab_fp32", "ganlab")
