@@ -145,7 +145,7 @@ def run_lightning(cfg: Any, watch: Stopwatch) -> None:
     import hydra
     import lightning as L
 
-    from gan_lab.lightning_internals import lean_callback_hooks
+    from gan_lab.lightning_internals import fit_as_gan_train
     from gan_lab.run_length import trainer_config
     from gan_lab.utils import instantiate_callbacks, instantiate_loggers
 
@@ -159,8 +159,7 @@ def run_lightning(cfg: Any, watch: Stopwatch) -> None:
     trainer = hydra.utils.instantiate(
         trainer_config(cfg), callbacks=callbacks, logger=instantiate_loggers(cfg.logger)
     )
-    with lean_callback_hooks():  # as gan_lab.train.fit runs it
-        trainer.fit(model, datamodule=datamodule)
+    fit_as_gan_train(trainer, model, datamodule)
 
 
 def steps_per_second(

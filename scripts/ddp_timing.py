@@ -50,7 +50,7 @@ def step_times(setup: classic_loop.Setup, strategy: str, steps: int) -> list[flo
     import hydra
     import torch
 
-    from gan_lab.lightning_internals import lean_callback_hooks
+    from gan_lab.lightning_internals import fit_as_gan_train
     from gan_lab.run_length import trainer_config
 
     torch.set_num_threads(1)
@@ -69,10 +69,9 @@ def step_times(setup: classic_loop.Setup, strategy: str, steps: int) -> list[flo
         L.seed_everything(0, verbose=False)
         timer = StepTimer(Path(workdir) / "steps.json")
         trainer = hydra.utils.instantiate(trainer_config(cfg), callbacks=[timer], logger=False)
-        with lean_callback_hooks():  # as gan_lab.train.fit runs it
-            trainer.fit(
-                hydra.utils.instantiate(cfg.model), datamodule=hydra.utils.instantiate(cfg.data)
-            )
+        fit_as_gan_train(
+            trainer, hydra.utils.instantiate(cfg.model), hydra.utils.instantiate(cfg.data)
+        )
         durations = json.loads(timer.path.read_text())
     return durations[len(durations) // 4 :]
 

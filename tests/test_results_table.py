@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from gan_lab.results.plots import axis_scale
 from gan_lab.results.records import CellScore, CurvePoint
 from gan_lab.results.run_reading import (
     CheckpointInfo,
@@ -141,3 +142,11 @@ def test_run_dir_lists_one_checkpoint_per_step_and_falls_back_to_mtimes(tmp_path
     ]
     assert run.wall_seconds(run.checkpoints[1]) == (pytest.approx(140.0), "mtime")
     assert run.wall_seconds(run.checkpoints[0])[1] == "mtime"  # step 10: past both segments too
+
+
+def test_distances_get_a_log_axis_and_bounded_panels_a_linear_one() -> None:
+    assert axis_scale("fid", [26.0, 6.9]) == "log"
+    assert axis_scale("kid", [0.004, -0.0001]) == "linear"  # KID's unbiased estimate can be < 0
+    assert axis_scale("classes_hit", [3.0, 10.0]) == "linear"  # a collapse 10 -> 3 stays visible
+    assert axis_scale("precision", [0.4, 0.5]) == "linear"
+    assert axis_scale("fid", []) == "linear"

@@ -22,8 +22,11 @@ from gan_lab.train import main
 from tests.conftest import FAST_OVERRIDES, TINY_MLP_GAN
 
 
-def test_a_failing_job_is_recorded_and_the_multirun_goes_on(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, one_cpu_thread: None
+def test_a_failing_job_is_recorded_the_multirun_goes_on_and_exits_1(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    one_cpu_thread: None,
 ) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("GAN_LAB_ROOT", str(tmp_path))
@@ -33,7 +36,8 @@ def test_a_failing_job_is_recorded_and_the_multirun_goes_on(
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
     try:
-        main()  # returns: the failed job 0 does not abort the sweep
+        with pytest.raises(SystemExit) as stop:
+            main()  # the failed job 0 does not abort the sweep; the command fails at the end
     finally:
         for handler in set(root.handlers) - set(handlers):
             handler.close()
@@ -41,6 +45,12 @@ def test_a_failing_job_is_recorded_and_the_multirun_goes_on(
         root.setLevel(level)
         GlobalHydra.instance().clear()
     (sweep,) = (tmp_path / "logs" / "train" / "multiruns").iterdir()
+    assert stop.value.code == 1  # a CI job or a SLURM array sees that the sweep had failures
+    last_line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert (
+        last_line
+        == f"gan-train: 1 of 2 jobs failed (0); their reasons are in {sweep / 'summary.md'}"
+    )
     failed = read_status(sweep / "0")
     assert failed is not None and failed["status"] == "failed"
     assert failed["reason"].startswith("model.n_critic=0 is invalid")

@@ -171,3 +171,15 @@ def lean_callback_hooks() -> Iterator[None]:
         yield
     finally:
         lightning_call._call_callback_hooks = previous
+
+
+def fit_as_gan_train(
+    trainer: L.Trainer,
+    model: L.LightningModule,
+    datamodule: L.LightningDataModule,
+    ckpt_path: str | None = None,
+) -> None:
+    """``trainer.fit`` with the lean hook dispatch, as ``gan-train`` runs it (benchmarks use this
+    too, so that they measure the same step)."""
+    with lean_callback_hooks():
+        trainer.fit(model=model, datamodule=datamodule, ckpt_path=ckpt_path)

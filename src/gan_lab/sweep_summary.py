@@ -260,11 +260,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+@dataclass(frozen=True)
+class SweepOutcome:
+    """What the last multirun of this process left: its failed jobs, for the exit code."""
+
+    failed_jobs: tuple[str, ...]
+    n_jobs: int
+    summary_path: Path
+
+
+_LAST_OUTCOME: list[SweepOutcome] = []  # set by the callback, taken by the command (one process)
+
+
+def take_sweep_outcome() -> SweepOutcome | None:
+    """The outcome recorded by the last multirun's summary callback, once (then cleared)."""
+    return _LAST_OUTCOME.pop() if _LAST_OUTCOME else None
+
+
 class SweepSummaryCallback(Callback):
-    """Hydra callback: writes the summary when a multirun ends (any sweeper, any launcher)."""
+    """Hydra callback: writes the summary when a multirun ends (any sweeper, any launcher), and
+    records which jobs failed so that ``gan-train -m`` can exit non-zero (train.py)."""
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
+        _LAST_OUTCOME.clear()
         try:
             summary = summarize(sweep_dir, *settings_of(config))
         except UserError as err:
@@ -276,6 +295,7 @@ class SweepSummaryCallback(Callback):
             summary.tensorboard_dir,
         )
         failed = [run.job for run in summary.runs if run.failed]
+        _LAST_OUTCOME.append(SweepOutcome(tuple(failed), len(summary.runs), summary.markdown_path))
         if failed:
             log.warning(
                 "%d of %d jobs failed (%s): see their status in %s",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from gan_lab.preflight_hook import preflight_train
 from gan_lab.run_length import trainer_config
 from gan_lab.run_lock import release_run_dir
 from gan_lab.sweep_jobs import in_multirun, run_recorded
-from gan_lab.sweep_summary import write_run_metrics
+from gan_lab.sweep_summary import take_sweep_outcome, write_run_metrics
 from gan_lab.utils import (
     instantiate_callbacks,
     instantiate_loggers,
@@ -90,7 +91,7 @@ def fit(cfg: DictConfig, parts: RunParts) -> dict[str, float]:
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
     from gan_lab.callbacks.run_summary import final_scalars
-    from gan_lab.lightning_internals import lean_callback_hooks
+    from gan_lab.lightning_internals import fit_as_gan_train
     from gan_lab.loggers import finish_runs
 
     output_dir = Path(cfg.paths.output_dir)
@@ -99,8 +100,8 @@ def fit(cfg: DictConfig, parts: RunParts) -> dict[str, float]:
         trainer_config(cfg), callbacks=parts.callbacks, logger=loggers
     )
     try:
-        with lean_callback_hooks():  # hooks reach only the callbacks that define them
-            trainer.fit(model=parts.model, datamodule=parts.datamodule, ckpt_path=parts.ckpt_path)
+        # hooks reach only the callbacks that define them (lightning_internals.py)
+        fit_as_gan_train(trainer, parts.model, parts.datamodule, parts.ckpt_path)
     except SIGTERMException:
         log.warning(
             "stopped by a signal at generator step %d; last.ckpt is resumable: rerun with "
@@ -178,8 +179,18 @@ def hydra_main(cfg: DictConfig) -> Any:
 
 
 def main() -> Any:
-    """The ``gan-train`` command: Hydra's composition errors, too, are one line and exit code 2."""
-    return run_hydra_entry("gan-train", hydra_main, CONFIG_PATH)
+    """The ``gan-train`` command: Hydra's composition errors, too, are one line and exit code 2;
+    a multirun in which any job failed runs every job, then exits with code 1."""
+    result = run_hydra_entry("gan-train", hydra_main, CONFIG_PATH)
+    outcome = take_sweep_outcome()
+    if outcome is not None and outcome.failed_jobs:
+        print(
+            f"gan-train: {len(outcome.failed_jobs)} of {outcome.n_jobs} jobs failed "
+            f"({', '.join(outcome.failed_jobs)}); their reasons are in {outcome.summary_path}",
+            file=sys.stderr,
+        )
+        raise SystemExit(1)
+    return result
 
 
 if __name__ == "__main__":

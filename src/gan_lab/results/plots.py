@@ -10,6 +10,15 @@ from gan_lab.results.records import CurvePoint
 
 PANEL_ORDER = ("fid", "kid", "classifier_fd", "precision", "recall", "classes_hit")
 LABELS = {"fid": "FID", "kid": "KID", "classifier_fd": "classifier FD"}
+# bounded quantities (fractions, a class count) read best on a linear axis; distances span decades
+LINEAR_PANELS = frozenset({"precision", "recall", "classes_hit"})
+
+
+def axis_scale(name: str, values: Sequence[float]) -> str:
+    """``log`` for a distance curve whose values are all positive, else ``linear``."""
+    if name in LINEAR_PANELS or not values or min(values) <= 0:
+        return "linear"
+    return "log"
 
 
 def _counts(p: CurvePoint) -> str:
@@ -51,7 +60,7 @@ def plot_curves(curves: Mapping[str, Sequence[CurvePoint]], title: str, path: Pa
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     entries: list[str] = []
     for ax, name in zip(axes[0], names, strict=True):
-        positive = True
+        drawn: list[float] = []
         for i, (label, points) in enumerate(curves.items()):
             for source, style in (("gan-eval", "-o"), ("in-training", "--x")):
                 line = sorted(
@@ -61,7 +70,7 @@ def plot_curves(curves: Mapping[str, Sequence[CurvePoint]], title: str, path: Pa
                 if not line:
                     continue
                 ys = [p.values[name] for p in line]
-                positive &= min(ys) > 0
+                drawn += ys
                 text = f"{label} ({source_label(line)})"
                 ax.plot(
                     [p.kimg for p in line],
@@ -72,8 +81,7 @@ def plot_curves(curves: Mapping[str, Sequence[CurvePoint]], title: str, path: Pa
                     markersize=3,
                 )
                 entries.append(f"{LABELS.get(name, name)}: {text}")
-        if positive:
-            ax.set_yscale("log")
+        ax.set_yscale(axis_scale(name, drawn))
         ax.set_xlabel("kimg (real images shown to D / 1000)")
         ax.set_ylabel(LABELS.get(name, name))
         ax.grid(True, alpha=0.3)
