@@ -6,6 +6,7 @@ the HPARAMS table and parallel-coordinates view list.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -163,3 +164,25 @@ def test_a_run_that_stopped_early_is_still_listed_with_its_hyperparameters(
     _, (group,) = hparams_view(tmp_path / "run" / "tensorboard")
     assert group.hparams["model.n_critic"].number_value == 2
     assert [s.status for s in group.sessions] == [api_pb2.STATUS_UNKNOWN]  # no end recorded
+
+
+def test_final_scalars_keep_the_digits_of_float32_and_all_of_float64() -> None:
+    from types import SimpleNamespace
+
+    import torch
+
+    from gan_lab.callbacks.run_summary import final_scalars
+
+    trainer = SimpleNamespace(
+        callback_metrics={
+            "lr/g": torch.tensor(2e-4),  # float32: 0.00019999999494757503 when widened
+            "loss/d": torch.tensor(0.1, dtype=torch.bfloat16),
+            "kimg": torch.tensor(1 / 3, dtype=torch.float64),
+            "grid": torch.zeros(2),  # not a scalar: left out
+        }
+    )
+    metrics = final_scalars(trainer, SimpleNamespace())  # type: ignore[arg-type]
+    assert json.dumps(metrics, sort_keys=True) == (
+        '{"kimg": 0.3333333333333333, "loss/d": 0.100097656, "lr/g": 0.0002}'
+    )
+    assert torch.tensor(metrics["lr/g"]).item() == torch.tensor(2e-4).item()  # the same float32

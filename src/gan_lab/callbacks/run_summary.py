@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 
@@ -34,13 +35,26 @@ NOT_COMPARED = ("metrics/seconds", "metrics/kimg")  # what an evaluation cost an
 DIRECTIONS = ("minimize", "maximize")
 
 
+def shortest_fp32(value: float) -> float:
+    """The shortest decimal that is the same float32: ``0.0002``, not the ``0.000199999994...``
+    that widening float32 to a Python float prints (metrics.json, sweep tables)."""
+    return float(str(np.float32(value)))
+
+
 def final_scalars(trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, float]:
-    """Every scalar the run ended with: logged values, and the last batch's losses and D scores."""
-    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+    """Every scalar the run ended with: logged values, and the last batch's losses and D scores.
+
+    Values held in float32 or narrower are written with the digits float32 has, no more.
+    """
+    metrics = {
+        k: shortest_fp32(v.item()) if v.dtype.itemsize <= 4 and v.is_floating_point() else v.item()
+        for k, v in trainer.callback_metrics.items()
+        if v.numel() == 1
+    }
     stats = getattr(pl_module, "step_stats", None)
-    if isinstance(stats, StepStats):  # also when the last batch was not a logged one
-        metrics.update(stats.floats())
-    return metrics
+    if isinstance(stats, StepStats):  # also when the last batch was not a logged one (fp32)
+        metrics.update({k: shortest_fp32(v) for k, v in stats.floats().items()})
+    return {k: float(v) for k, v in metrics.items()}
 
 
 class RunSummary(L.Callback):
