@@ -70,3 +70,49 @@ def test_a_study_stopped_after_2_trials_continues_to_4(
     third = session(4, "third")  # the study is complete: nothing more runs
     assert len(optuna.load_study(study_name="resume_me", storage=f"sqlite:///{db}").trials) == 5
     assert not [p for p in third.iterdir() if p.name.isdigit()]
+
+
+def test_the_budget_search_tries_the_budget_recipe_and_scores_its_classifier_fd(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import math
+
+    import torch
+
+    from gan_lab.metrics.classifier import ClassifierSpec, SmallCNN, save_classifier
+
+    torch.manual_seed(0)
+    classifier = tmp_path / "synthetic_classifier.pt"  # untrained: enough for the plumbing
+    save_classifier(
+        SmallCNN(ClassifierSpec("synthetic", 32, 1, 10, stem=4, widths=[8, 8])), classifier, {}
+    )
+    sweep_dir = tmp_path / "sweep"
+    gan_train_in_process(
+        [
+            "-m", "hparams_search=mnist_budget_optuna", "hydra.sweeper.n_trials=2",
+            f"hydra.sweep.dir={sweep_dir}", "data/source=synthetic", "data.source.num_samples=64",
+            "data.batch_size=16", "model.generator.width=8", "model.discriminator.width=8",
+            "trainer.max_kimg=null", "trainer.max_steps=2", "callbacks.metrics.n_samples=32",
+            "callbacks.metrics.n_reference=32", f"callbacks.metrics.classifier_path={classifier}",
+            "~callbacks.sample_grid", "~callbacks.health_monitor", *QUIET,
+        ],
+        tmp_path,
+        monkeypatch,
+    )  # fmt: skip
+    with open(sweep_dir / "summary.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert sorted(r["job"] for r in rows) == ["0", "1"] and all(r["status"] == "ok" for r in rows)
+    values = [float(r["metrics/classifier_fd"]) for r in rows]
+    assert all(math.isfinite(v) and v > 0 for v in values)
+    best = yaml.safe_load((sweep_dir / "optimization_results.yaml").read_text())["best_value"]
+    assert best == pytest.approx(min(values), rel=1e-5)
+    for job in ("0", "1"):
+        cfg = yaml.safe_load((sweep_dir / job / "config_resolved.yaml").read_text())
+        model = cfg["model"]
+        assert model["loss"]["_target_"].endswith("RpGANLoss")  # the budget recipe's loss
+        assert model["regularizer"]["r2_gamma"] == model["regularizer"]["r1_gamma"]
+        assert 0.01 <= model["regularizer"]["r1_gamma"] <= 1.0
+        assert model["regularizer"]["r1_interval"] in (1, 4, 16)
+        assert model["optimizer_g"]["betas"][0] in (0.0, 0.5)
+        assert model["optimizer_d"]["betas"][1] == 0.999  # only beta1 is searched
+        assert 1e-4 <= model["optimizer_g"]["lr"] <= 1e-3
