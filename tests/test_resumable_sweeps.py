@@ -114,5 +114,5 @@ def test_the_budget_search_tries_the_budget_recipe_and_scores_its_classifier_fd(
         assert 0.01 <= model["regularizer"]["r1_gamma"] <= 1.0
         assert model["regularizer"]["r1_interval"] in (1, 4, 16)
         assert model["optimizer_g"]["betas"][0] in (0.0, 0.5)
-        assert model["optimizer_d"]["betas"][1] == 0.999  # only beta1 is searched
+        assert model["optimizer_d"]["betas"][1] == 0.99  # only beta1 is searched
         assert 1e-4 <= model["optimizer_g"]["lr"] <= 1e-3
