@@ -41,20 +41,20 @@ def shortest_fp32(value: float) -> float:
     return float(str(np.float32(value)))
 
 
-def final_scalars(trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, float]:
-    """Every scalar the run ended with: logged values, and the last batch's losses and D scores.
+def scalar_value(value: torch.Tensor) -> float:
+    """A one-element tensor as a float, with no more digits than its dtype holds (<= float32)."""
+    number = float(value.item())
+    narrow = value.is_floating_point() and value.dtype.itemsize <= 4
+    return shortest_fp32(number) if narrow else number
 
-    Values held in float32 or narrower are written with the digits float32 has, no more.
-    """
-    metrics = {
-        k: shortest_fp32(v.item()) if v.dtype.itemsize <= 4 and v.is_floating_point() else v.item()
-        for k, v in trainer.callback_metrics.items()
-        if v.numel() == 1
-    }
+
+def final_scalars(trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, float]:
+    """Every scalar the run ended with: logged values, and the last batch's losses and D scores."""
+    metrics = {k: scalar_value(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
     stats = getattr(pl_module, "step_stats", None)
     if isinstance(stats, StepStats):  # also when the last batch was not a logged one (fp32)
         metrics.update({k: shortest_fp32(v) for k, v in stats.floats().items()})
-    return {k: float(v) for k, v in metrics.items()}
+    return metrics
 
 
 class RunSummary(L.Callback):
