@@ -146,7 +146,7 @@ def run_lightning(cfg: Any, watch: Stopwatch) -> None:
     import lightning as L
 
     from gan_lab.lightning_internals import fit_as_gan_train
-    from gan_lab.run_length import trainer_config
+    from gan_lab.trainer_args import trainer_config
     from gan_lab.utils import instantiate_callbacks, instantiate_loggers
 
     class Timed(L.Callback):

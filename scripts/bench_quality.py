@@ -150,6 +150,8 @@ def train_gan_lab(recipe: Recipe, budget: Budget, workdir: str, out: Path) -> li
     import hydra
     import lightning as L
 
+    from gan_lab.trainer_args import trainer_config
+
     setup = classic_loop.SETUPS[recipe.setup]
     # the recipe's experiment replaces the setup's (same networks for the default recipes)
     own = tuple(o for o in setup.overrides if not o.startswith("experiment="))
@@ -162,6 +164,7 @@ def train_gan_lab(recipe: Recipe, budget: Budget, workdir: str, out: Path) -> li
         "logger=csv",
         "trainer.accelerator=cpu",
         f"trainer.max_steps={steps}",
+        "trainer.max_kimg=null",  # the budget is CPU time, counted by the callback below
         "+trainer.enable_progress_bar=false",
         *recipe.overrides,
         output_dir=workdir,
@@ -169,16 +172,17 @@ def train_gan_lab(recipe: Recipe, budget: Budget, workdir: str, out: Path) -> li
     L.seed_everything(int(cfg.seed), verbose=False)
     datamodule, model = hydra.utils.instantiate(cfg.data), hydra.utils.instantiate(cfg.model)
     datamodule.prepare_data()  # decoding is data preparation, not training time
+    trainer_args = trainer_config(cfg)  # precision=auto resolved: the row says what ran
     info: dict[str, Any] = {
         "recipe": " ".join([f"gan-lab experiment={recipe.experiment}", *recipe.overrides]),
-        "precision": str(cfg.trainer.precision),
+        "precision": str(trainer_args.precision),
     }
     saved: list[Path] = []
     start_wall, start_cpu = time.perf_counter(), tree_cpu_seconds()
     callback = _cpu_budget_callback(start_cpu, budget, out, info, saved)
     # no per-epoch checkpoints inside the budget; the final one is saved after it (below)
     trainer = hydra.utils.instantiate(
-        cfg.trainer, callbacks=[callback], logger=False, enable_checkpointing=False
+        trainer_args, callbacks=[callback], logger=False, enable_checkpointing=False
     )
     trainer.fit(model, datamodule=datamodule)
     info["g_steps"] = int(trainer.global_step)

@@ -41,7 +41,7 @@ def hook_dispatch() -> None:
     from lightning.pytorch.trainer import call
 
     from gan_lab.lightning_internals import lean_callback_hooks
-    from gan_lab.run_length import trainer_config
+    from gan_lab.trainer_args import trainer_config
     from gan_lab.utils import instantiate_callbacks
 
     with tempfile.TemporaryDirectory() as workdir:

@@ -51,7 +51,7 @@ def step_times(setup: classic_loop.Setup, strategy: str, steps: int) -> list[flo
     import torch
 
     from gan_lab.lightning_internals import fit_as_gan_train
-    from gan_lab.run_length import trainer_config
+    from gan_lab.trainer_args import trainer_config
 
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as workdir:

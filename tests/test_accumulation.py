@@ -12,7 +12,7 @@ from omegaconf import DictConfig
 
 from gan_lab.errors import ConfigError, find_user_error
 from gan_lab.preflight import validate_config
-from gan_lab.run_length import trainer_config
+from gan_lab.trainer_args import trainer_config
 from gan_lab.training.accumulation import combined, micro_batches
 from gan_lab.utils import instantiate_model
 from tests.conftest import TINY_MLP_GAN

@@ -46,7 +46,7 @@ def test_cpu_budget_clock_counts_the_work_of_child_processes() -> None:
 @pytest.mark.slow
 @requires_mnist
 def test_bench_quality_trains_each_recipe_for_the_budget_and_scores_it(tmp_path: Path) -> None:
-    args = "--datasets mnist --steps 3 --samples 40 --no-fid --variant bf16="
+    args = "--datasets mnist --steps 3 --samples 40 --no-fid --variant bf16=trainer.precision=bf16-mixed"
     args += " --variant fp32=trainer.precision=32-true"
     cache = ["--cache-dir", str(tmp_path / "cache"), "--keep", str(tmp_path / "keep")]
     report = run_script("bench_quality.py", *args.split(), *cache, cwd=tmp_path)

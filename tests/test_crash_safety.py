@@ -114,7 +114,10 @@ def test_latest_good_checkpoint_is_found_past_broken_ones(tmp_path: Path) -> Non
 
     empty = tmp_path / "fresh"
     assert resolve_resume_path("auto", empty) is None  # auto: first start of a run
-    with pytest.raises(CheckpointError, match="ckpt_path=last: no loadable checkpoint"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"ckpt_path=last: no loadable checkpoint.*ckpt_path=auto to start a new run",
+    ):
         resolve_resume_path("last", empty)
 
 

@@ -21,8 +21,8 @@ from gan_lab.data.batch_sampler import EpochBatchSampler
 from gan_lab.data.transforms import uint8_to_float
 from gan_lab.distributed import check_ddp_launch, is_rank_zero
 from gan_lab.errors import ConfigError
-from gan_lab.run_length import trainer_config
 from gan_lab.train import train
+from gan_lab.trainer_args import trainer_config
 from gan_lab.training.noise import rank_noise
 from tests.conftest import compose_train_config
 from tests.weights import strip_batchnorm, weights

@@ -11,8 +11,9 @@ from omegaconf import DictConfig
 
 from gan_lab.errors import ConfigError
 from gan_lab.preflight import validate_config
-from gan_lab.run_length import g_steps_for_kimg, trainer_config
+from gan_lab.run_length import g_steps_for_kimg
 from gan_lab.train import train
+from gan_lab.trainer_args import trainer_config
 from tests.conftest import TINY_MLP_GAN
 
 

@@ -229,7 +229,8 @@ def resolve_resume_path(ckpt_path: str | None, output_dir: Path) -> str | None:
             return None
         raise CheckpointError(
             f"ckpt_path=last: no loadable checkpoint in {output_dir / 'checkpoints'}. Resume inside the old "
-            f"run directory with hydra.run.dir=<run dir> ckpt_path=last, or pass ckpt_path=<file.ckpt>"
+            f"run directory with hydra.run.dir=<run dir> ckpt_path=last, pass ckpt_path=<file.ckpt>, or use "
+            f"ckpt_path=auto to start a new run when there is no checkpoint yet"
         )
     path = Path(ckpt_path).expanduser()
     check_resumable(read_checkpoint(path), path)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from gan_lab.errors import ConfigError
 
@@ -51,12 +51,3 @@ def resolved_max_steps(cfg: DictConfig) -> Any:
             "trainer.max_steps=null to budget in kimg, or trainer.max_kimg=null to count G steps",
         )
     return steps
-
-
-def trainer_config(cfg: DictConfig) -> DictConfig:
-    """``cfg.trainer`` as Lightning's Trainer takes it: ``max_kimg`` converted into ``max_steps``."""
-    trainer = OmegaConf.to_container(cfg.trainer, resolve=True)
-    assert isinstance(trainer, dict)
-    trainer["max_steps"] = resolved_max_steps(cfg)
-    trainer.pop("max_kimg", None)
-    return OmegaConf.create(trainer)

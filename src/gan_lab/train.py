@@ -18,10 +18,10 @@ from gan_lab.hydra_errors import run_hydra_entry
 from gan_lab.machine import write_machine_record
 from gan_lab.preflight import validate_config
 from gan_lab.preflight_hook import preflight_train
-from gan_lab.run_length import trainer_config
 from gan_lab.run_lock import release_run_dir
 from gan_lab.sweep_jobs import in_multirun, run_recorded
 from gan_lab.sweep_summary import take_sweep_outcome, write_run_metrics
+from gan_lab.trainer_args import trainer_config
 from gan_lab.utils import (
     instantiate_callbacks,
     instantiate_loggers,
