@@ -104,6 +104,19 @@ def test_a_collapse_after_the_last_cell_is_a_collapse() -> None:
     assert result.status == NOT_MET and result.detail == "mnist_budget at 600 kimg (in-training): 3"
 
 
+def test_a_generator_still_learning_its_classes_is_no_collapse() -> None:
+    """9 classes at 100 kimg, 10 from 200 on: met; a cell short of a class is not met."""
+    learning = [
+        CurvePoint(k, {"classes_hit": n}, 2000, 5000, source="in-training")
+        for k, n in ((200, 10.0), (100, 9.0), (300, 10.0))  # order of kimg, not of the list
+    ]
+    cells = [cell("cifar10_budget", 1000, 30.0)]
+    assert no_collapse(cells, {"cifar10_budget": learning}).status == MET
+    short = cell("cifar10_budget", 1000, 30.0, hit=9.0)
+    result = no_collapse([short], {"cifar10_budget": learning})
+    assert result.status == NOT_MET and result.detail == "cifar10_budget at 1000 kimg: 9"
+
+
 def test_run_dir_lists_one_checkpoint_per_step_and_falls_back_to_mtimes(tmp_path: Path) -> None:
     """last.ckpt at a periodic step is the same state; best.ckpt and files without progress are skipped."""
     folder = tmp_path / "checkpoints"

@@ -17,7 +17,9 @@ def trainer_config(cfg: DictConfig) -> DictConfig:
     assert isinstance(trainer, dict)
     trainer["max_steps"] = resolved_max_steps(cfg)
     if "precision" in trainer:
-        cache_dir = OmegaConf.select(cfg, "paths.cache_dir", default=None) or Path.home() / ".cache/gan_lab"
+        cache_dir = (
+            OmegaConf.select(cfg, "paths.cache_dir", default=None) or Path.home() / ".cache/gan_lab"
+        )
         trainer["precision"] = resolve_precision(
             trainer["precision"], str(trainer.get("accelerator", "auto")), cache_dir
         )
