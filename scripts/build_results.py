@@ -25,10 +25,11 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+from gan_lab.atomic_write import write_text_atomically
 from gan_lab.errors import RunFailure, UserError
 from gan_lab.results.build import TABLE_METRICS, TRAINING_CURVES, BuildOptions, Collector
 from gan_lab.results.report import render
-from gan_lab.results.scoring import Scorer, write_atomically
+from gan_lab.results.scoring import Scorer
 from gan_lab.results.spec import load_spec
 
 
@@ -127,7 +128,7 @@ def main(argv: list[str] | None = None, scorer: Scorer | None = None) -> int:
             argv if argv is not None else sys.argv[1:]
         )
         date = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-        write_atomically(
+        write_text_atomically(
             args.out, render(results, options, img_dir, args.out.parent, command, date)
         )
         print(

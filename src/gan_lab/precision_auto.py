@@ -13,12 +13,12 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from gan_lab.atomic_write import write_text_atomically
 from gan_lab.machine import cpu_model
 
 try:
@@ -115,9 +115,7 @@ def cpu_choice(cache_dir: Path) -> tuple[str, str]:
                 "bf16_speedup": round(speedup, 3),
                 "cpu": cpu_model(),
             }
-            tmp = path.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(record, indent=2) + "\n")
-            tmp.replace(path)
+            write_text_atomically(path, json.dumps(record, indent=2) + "\n")
     why = f"bf16 convolutions ran {record['bf16_speedup']}x fp32 on this CPU; measured once, kept in {path}"
     return str(record["precision"]), why
 

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from gan_lab.atomic_write import write_text_atomically
 from gan_lab.distributed import is_rank_zero
 from gan_lab.errors import find_run_failure, find_user_error
 
@@ -44,10 +44,8 @@ def one_line_reason(err: BaseException) -> str:
 def write_status(output_dir: Path, status: str, reason: str | None = None) -> None:
     if not is_rank_zero():
         return
-    output_dir.mkdir(parents=True, exist_ok=True)
-    tmp = output_dir / f".{STATUS_FILE}.tmp"
-    tmp.write_text(json.dumps({"status": status, "reason": reason}, indent=2) + "\n")
-    os.replace(tmp, output_dir / STATUS_FILE)
+    text = json.dumps({"status": status, "reason": reason}, indent=2) + "\n"
+    write_text_atomically(output_dir / STATUS_FILE, text)
 
 
 def read_status(run_dir: Path) -> dict[str, Any] | None:

@@ -38,6 +38,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from gan_lab.atomic_write import write_text_atomically
 from gan_lab.distributed import is_rank_zero
 from gan_lab.errors import UserError
 from gan_lab.optuna_study import study_sweep_dirs
@@ -56,10 +57,9 @@ def write_run_metrics(metrics: dict[str, Any], output_dir: Path) -> None:
     config (rank 0 only: one writer per run)."""
     if not is_rank_zero():
         return
-    output_dir.mkdir(parents=True, exist_ok=True)
-    tmp = output_dir / f".{METRICS_FILE}.tmp"
-    tmp.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, output_dir / METRICS_FILE)
+    write_text_atomically(
+        output_dir / METRICS_FILE, json.dumps(metrics, indent=2, sort_keys=True) + "\n"
+    )
 
 
 @dataclass

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gan_lab.atomic_write import write_text_atomically
 from gan_lab.errors import RunFailure
 from gan_lab.results.run_reading import CheckpointInfo
 
@@ -136,7 +137,7 @@ class Scorer:
             "digest": request.checkpoint.digest, "metrics": list(request.metrics),
             "n_samples": request.n_samples, "n_reference": request.n_reference,
         }  # fmt: skip
-        write_atomically(cached, json.dumps(entry, indent=2) + "\n")
+        write_text_atomically(cached, json.dumps(entry, indent=2) + "\n")
         return report
 
     def grid(
@@ -164,10 +165,3 @@ class Scorer:
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(cached, dest)
         return dest
-
-
-def write_atomically(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
