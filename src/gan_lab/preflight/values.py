@@ -15,10 +15,11 @@ from omegaconf import DictConfig
 
 from gan_lab.distributed import check_ddp_launch
 from gan_lab.errors import ConfigError
+from gan_lab.precision_auto import AUTO as AUTO_PRECISION
 from gan_lab.preflight.keys import POSITIVE_INT, check, get, is_int, is_number
 from gan_lab.run_length import resolved_max_steps
 
-PRECISIONS = ("auto", "32-true", "32", "bf16-mixed", "bf16-true", "16-mixed", "64-true")
+PRECISIONS = (AUTO_PRECISION, "32-true", "32", "bf16-mixed", "bf16-true", "16-mixed", "64-true")
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
 # Trainer options that manual optimization ignores, and what to set instead
 UNSUPPORTED_TRAINER_KEYS = {
