@@ -28,6 +28,7 @@ from pathlib import Path
 from gan_lab.atomic_write import write_text_atomically
 from gan_lab.errors import RunFailure, UserError
 from gan_lab.results.build import TABLE_METRICS, TRAINING_CURVES, BuildOptions, Collector
+from gan_lab.results.records_file import load_records, save_records
 from gan_lab.results.report import render
 from gan_lab.results.scoring import Scorer
 from gan_lab.results.spec import load_spec
@@ -41,6 +42,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=Path("docs/results.md"))
     p.add_argument("--img-dir", type=Path, default=None, help="default: img/ beside --out")
     p.add_argument("--cache-dir", type=Path, default=Path(".cache/gan_lab/results"))
+    p.add_argument(
+        "--records",
+        type=Path,
+        default=None,
+        help="the scored numbers of every run, read and rewritten by each build (default: "
+        "results_records.json beside --spec); a run without its directory here is carried from it",
+    )
     p.add_argument(
         "--metrics", nargs="+", default=list(TABLE_METRICS), help="gan-eval metrics of the table"
     )
@@ -114,7 +122,9 @@ def main(argv: list[str] | None = None, scorer: Scorer | None = None) -> int:
         )  # fmt: skip
         img_dir = args.img_dir or args.out.parent / "img"
         scorer = scorer or Scorer(args.cache_dir, dry_run=args.dry_run)
-        results = Collector(spec, options, scorer, img_dir, args.out.parent).collect()
+        records_path = args.records or args.spec.parent / "results_records.json"
+        records = load_records(records_path)
+        results = Collector(spec, options, scorer, img_dir, args.out.parent, records).collect()
         for missing in results.missing:
             print(f"missing: {missing}")
         if args.dry_run:
@@ -131,6 +141,7 @@ def main(argv: list[str] | None = None, scorer: Scorer | None = None) -> int:
         write_text_atomically(
             args.out, render(results, options, img_dir, args.out.parent, command, date)
         )
+        save_records(records_path, results.records(date, records))
         print(
             f"wrote {args.out} ({scorer.ran} gan-eval/gan-sample runs, the rest from {args.cache_dir})"
         )

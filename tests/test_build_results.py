@@ -253,3 +253,37 @@ def test_the_script_runs_gan_eval_and_gan_sample_as_subprocesses(
     assert "(2 gan-eval/gan-sample runs" in done.stdout
     row = table_rows(out.read_text())[0]
     assert row[:3] == ["`mnist_budget`", "0.064", "0.064 (4)"] and float(row[3]) > 0
+
+
+def test_a_run_without_its_directory_is_carried_from_the_records(
+    built: tuple[Path, InProcess], tmp_path: Path
+) -> None:
+    runs, _ = built
+    page = (runs / "docs" / "results.md").read_text()
+    records = json.loads((runs / "results_records.json").read_text())
+    assert set(records["runs"]) == {"mnist_budget", "seed2"}  # cifar10_budget has no numbers
+    assert [c["budget_kimg"] for c in records["runs"]["mnist_budget"]["cells"]] == [0.064, 0.5]
+    # another machine: the same spec and records, none of the run directories
+    (tmp_path / "spec.yaml").write_text((runs / "spec.yaml").read_text())
+    (tmp_path / "results_records.json").write_text((runs / "results_records.json").read_text())
+    elsewhere = InProcess(tmp_path / "cache")
+    assert build(tmp_path, runner=elsewhere) == 0
+    assert elsewhere.calls == 0  # nothing rescored
+    carried = (tmp_path / "docs" / "results.md").read_text()
+    assert table_rows(carried) == table_rows(page)
+    assert "- `mnist_budget`: built " in carried and "- `seed2`: built " in carried
+    targets = lambda text: text.split("## Targets")[1].split("## Missing")[0]  # noqa: E731
+    assert targets(carried) == targets(page)
+    again = json.loads((tmp_path / "results_records.json").read_text())
+    assert again == records  # carried records are rewritten as they were
+
+
+def test_a_damaged_records_file_is_a_one_line_error(
+    runs: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    (tmp_path / "spec.yaml").write_text((runs / "spec.yaml").read_text())
+    (tmp_path / "results_records.json").write_text('{"version": 1, "runs": {"a": {}}}')
+    assert build(tmp_path, runner=InProcess(tmp_path / "cache")) == 2
+    err = capsys.readouterr().err.strip()
+    assert "results_records.json is not a results records file ('built')" in err
+    assert "\n" not in err

@@ -195,22 +195,25 @@ def test_incompatible_combination_is_a_config_error(g, d, size, extra, key, make
     assert "\n" not in str(error)
 
 
-def test_linear_lr_decay_and_two_time_scales(make_cfg, tmp_path) -> None:
+@pytest.mark.parametrize(
+    ("decay_start", "factors"),
+    [
+        # after G step k of K=5 both rates are lr * (1 - k / K), the ratio between them kept
+        (0.0, [0.8, 0.6, 0.4, 0.2, 0.0]),
+        # full LR for the first 3 steps (0.6 x 5), then to 0 over the last 2
+        (0.6, [1.0, 1.0, 1.0, 0.5, 0.0]),
+    ],
+)
+def test_linear_lr_decay_and_two_time_scales(decay_start, factors, make_cfg, tmp_path) -> None:
     overrides = zoo_overrides("mlp", "mlp", "hinge", zoo.DATASETS[0])
     lrs = ["model.optimizer_g.lr=1e-4", "model.optimizer_d.lr=4e-4"]
-    cfg = make_cfg(
-        *[o for o in overrides if o != "~logger"], *lrs, "model.lr_schedule=linear", "logger=csv"
-    )
+    schedule = ["model.lr_schedule=linear", f"model.lr_decay_start={decay_start}"]
+    cfg = make_cfg(*[o for o in overrides if o != "~logger"], *lrs, *schedule, "logger=csv")
     train(cfg)
     (metrics_file,) = Path(cfg.paths.output_dir).rglob("metrics.csv")
     rows = [r for r in csv.DictReader(metrics_file.open()) if r.get("lr/g")]
-    # after G step k of K=5 both rates are lr * (1 - k / K), the ratio between them kept
-    assert [float(r["lr/g"]) for r in rows] == pytest.approx(
-        [1e-4 * (1 - k / 5) for k in range(1, 6)]
-    )
-    assert [float(r["lr/d"]) for r in rows] == pytest.approx(
-        [4e-4 * (1 - k / 5) for k in range(1, 6)]
-    )
+    assert [float(r["lr/g"]) for r in rows] == pytest.approx([1e-4 * f for f in factors])
+    assert [float(r["lr/d"]) for r in rows] == pytest.approx([4e-4 * f for f in factors])
 
 
 def test_conditional_experiment_grid_has_one_class_per_row(make_cfg) -> None:

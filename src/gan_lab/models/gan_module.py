@@ -33,6 +33,7 @@ from gan_lab.models.regularizers import DiscriminatorRegularizer
 from gan_lab.training import speed_options
 from gan_lab.training.accumulation import accumulate, loss_and_detached
 from gan_lab.training.grad_clip import clip_and_measure
+from gan_lab.training.lr_schedule import linear_decay
 from gan_lab.training.noise import rank_noise
 from gan_lab.training.step_stats import StepStats, write_scalars
 from gan_lab.training.update_counting import CountsAppliedUpdates
@@ -63,6 +64,7 @@ class GANModule(CountsAppliedUpdates, L.LightningModule):
         grad_clip_g: float | None = None,
         grad_clip_d: float | None = None,
         lr_schedule: str = "constant",
+        lr_decay_start: float = 0.0,
         ema_decay: float | None = 0.999,
         ema_start_step: int = 0,
         num_fixed_samples: int = 64,
@@ -78,7 +80,12 @@ class GANModule(CountsAppliedUpdates, L.LightningModule):
         super().__init__()
         speed_options.check_compile_options(compile_networks, compile_step)
         check_update_options(
-            n_critic, accumulate, lr_schedule, (grad_clip_g, grad_clip_d), regularizer
+            n_critic,
+            accumulate,
+            lr_schedule,
+            lr_decay_start,
+            (grad_clip_g, grad_clip_d),
+            regularizer,
         )
         self.loss = loss if loss is not None else NonSaturatingLoss()
         check_compatible(
@@ -183,7 +190,7 @@ class GANModule(CountsAppliedUpdates, L.LightningModule):
                 total,
                 "model.lr_schedule=linear needs a positive trainer.max_steps",
             )
-        decay = lambda g_step: max(0.0, 1.0 - g_step / total)  # noqa: E731
+        decay = linear_decay(total, self.hparams.lr_decay_start)
         return [opt_g, opt_d], [LambdaLR(opt_g, decay), LambdaLR(opt_d, decay)]
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:

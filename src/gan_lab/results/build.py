@@ -8,6 +8,7 @@ from pathlib import Path
 
 from gan_lab.machine import describe_cpu
 from gan_lab.results.records import CellScore, CurvePoint, flat_values
+from gan_lab.results.records_file import RunRecord
 from gan_lab.results.run_reading import CheckpointInfo, Pick, RunDir, pick_checkpoint
 from gan_lab.results.scoring import EvalRequest, Scorer
 from gan_lab.results.spec import ResultsSpec, RunSpec
@@ -47,6 +48,22 @@ class Results:
     machines: dict[str, str] = field(default_factory=dict)
     missing: list[str] = field(default_factory=list)
     grids: dict[str, tuple[str, float]] = field(default_factory=dict)  # run id -> (path, kimg)
+    carried: dict[str, str] = field(default_factory=dict)  # run id -> build that scored it
+
+    def records(self, built: str, previous: dict[str, RunRecord]) -> dict[str, RunRecord]:
+        """Every run of this build as a record: carried ones as they were, the rest from now."""
+        out = {}
+        for run_id, machine in self.machines.items():
+            if run_id in self.carried:
+                out[run_id] = previous[run_id]
+            elif any(c.run_id == run_id and not c.missing for c in self.cells):
+                out[run_id] = RunRecord(
+                    run_id, built, machine,
+                    cells=[c for c in self.cells if c.run_id == run_id],
+                    curve=list(self.curves.get(run_id, [])),
+                    health=self.health.get(run_id), grid=self.grids.get(run_id),
+                )  # fmt: skip
+        return out
 
 
 def curve_checkpoints(
@@ -66,15 +83,16 @@ class Collector:
     """Reads every run of the spec and scores what the table, curves and grids need."""
 
     def __init__(
-        self, spec: ResultsSpec, options: BuildOptions, scorer: Scorer, img_dir: Path, doc_dir: Path
+        self,
+        spec: ResultsSpec,
+        options: BuildOptions,
+        scorer: Scorer,
+        img_dir: Path,
+        doc_dir: Path,
+        records: dict[str, RunRecord] | None = None,
     ):
-        self.spec, self.options, self.scorer, self.img_dir, self.doc_dir = (
-            spec,
-            options,
-            scorer,
-            img_dir,
-            doc_dir,
-        )
+        self.spec, self.options, self.scorer = spec, options, scorer
+        self.img_dir, self.doc_dir, self.records = img_dir, doc_dir, records or {}
         self.results = Results()
 
     def collect(self) -> Results:
@@ -101,7 +119,20 @@ class Collector:
                 )
             )
 
+    def _carry(self, record: RunRecord) -> None:
+        """A run scored by an earlier build (its directory is not on this machine)."""
+        r = self.results
+        r.carried[record.run_id], r.machines[record.run_id] = record.built, record.machine
+        r.cells += record.cells
+        r.health[record.run_id] = record.health
+        if record.curve:
+            r.curves[record.run_id] = list(record.curve)
+        if record.grid:
+            r.grids[record.run_id] = record.grid
+
     def collect_run(self, run: RunSpec) -> None:
+        if not run.run_dir.is_dir() and run.id in self.records:
+            return self._carry(self.records[run.id])
         run_dir = RunDir(run.run_dir)
         self.results.machines[run.id] = (
             run.machine

@@ -181,6 +181,14 @@ def render(
         *(f"- {m}: {', '.join(runs)}" for m, runs in machines.items()),
         "",
     ]
+    if results.carried:
+        lines += [
+            "Carried over from the records file (their run directories are not on the machine "
+            "of this build; the numbers are those of the build named):",
+            "",
+            *(f"- `{run_id}`: built {built}" for run_id, built in results.carried.items()),
+            "",
+        ]
     for dataset in DATASET_NAMES:
         if any(c.dataset == dataset for c in results.cells):
             lines += dataset_section(results, dataset, options, img_dir, doc_dir)

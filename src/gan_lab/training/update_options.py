@@ -5,8 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from gan_lab.errors import ConfigError
-
-LR_SCHEDULES = ("constant", "linear")
+from gan_lab.training.lr_schedule import check_lr_schedule
 
 
 def _is_count(value: Any) -> bool:
@@ -17,6 +16,7 @@ def check_update_options(
     n_critic: Any,
     accumulate: Any,
     lr_schedule: Any,
+    lr_decay_start: Any,
     grad_clips: tuple[Any, Any],
     regularizer: object,
 ) -> None:
@@ -38,10 +38,7 @@ def check_update_options(
             f"{type(regularizer).__name__} keeps state updated once per D batch, which micro-batches "
             "would update N times; use model.accumulate=1 with it (or a larger data.batch_size)",
         )
-    if lr_schedule not in LR_SCHEDULES:
-        raise ConfigError(
-            "model.lr_schedule", lr_schedule, f"choose one of {', '.join(LR_SCHEDULES)}"
-        )
+    check_lr_schedule(lr_schedule, lr_decay_start)
     for net, clip in zip("gd", grad_clips, strict=True):
         if clip is not None and (not isinstance(clip, int | float) or clip <= 0):
             raise ConfigError(
