@@ -58,7 +58,7 @@ def test_the_committed_example_spec_loads() -> None:
     recipes = {(r.dataset, r.recipe) for r in spec.runs}
     assert {("mnist", "mnist_budget"), ("cifar10", "cifar10_budget")} <= recipes
     assert any(r.repeat_of for r in spec.runs)
-    assert all(r.budgets_kimg == ((500.0, 1000.0) if r.dataset == "mnist" else (1000.0, 3000.0))
+    assert all(set(r.budgets_kimg) <= ({500.0, 1000.0} if r.dataset == "mnist" else {1000.0, 3000.0})
                for r in spec.runs)  # fmt: skip
 
 
