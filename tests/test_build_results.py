@@ -43,6 +43,7 @@ def test_spec_errors_name_the_run_and_key(tmp_path: Path, capsys: pytest.Capture
         ("runs: [{dataset: mnist, recipe: a, run_dir: r}]", r"runs\[0\].threads is missing"),
         ("runs: [{dataset: mnist, recipe: a, run_dir: r, threads: 0}]", r"threads=0 is invalid"),
         ("runs: [{dataset: mnist, recipe: a, run_dir: r, threads: 1, repeat_of: b}]", "repeat_of='b'"),
+        ("runs: [{dataset: mnist, recipe: a, run_dir: r, threads: 1, samples: 1}]", r"samples=1 is invalid"),
         ("runs: [{dataset: mnist, recipe: a, run_dir: r, threads: 1, budget: 5}]", "unknown keys"),
     ):  # fmt: skip
         spec.write_text(body)

@@ -10,6 +10,7 @@ import torch
 
 from gan_lab.results.plots import axis_scale
 from gan_lab.results.records import CellScore, CurvePoint
+from gan_lab.results.report import table_row
 from gan_lab.results.run_reading import (
     CheckpointInfo,
     RunDir,
@@ -163,3 +164,14 @@ def test_distances_get_a_log_axis_and_bounded_panels_a_linear_one() -> None:
     assert axis_scale("classes_hit", [3.0, 10.0]) == "linear"  # a collapse 10 -> 3 stays visible
     assert axis_scale("precision", [0.4, 0.5]) == "linear"
     assert axis_scale("fid", []) == "linear"
+
+
+def test_a_cell_scored_at_other_counts_than_the_table_says_so() -> None:
+    keys = ["fid", "classes_hit"]
+    values = {"fid": 14.2, "classes_hit": 10.0}
+    cell = CellScore("r", "mnist", "mnist_budget", 500.0, kimg=500.0, g_step=15625,
+                     values=values, n_samples=2000, n_reference=2000)  # fmt: skip
+    row = table_row(cell, keys, n_samples=10000)
+    assert "| 500 (15625), scored 2000 vs 2000 | 14.20 | 10 |" in row
+    at_table_counts = CellScore(**{**cell.__dict__, "n_samples": 10000, "n_reference": 10000})
+    assert "| 500 (15625) | 14.20 |" in table_row(at_table_counts, keys, n_samples=10000)

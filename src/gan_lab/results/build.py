@@ -168,14 +168,13 @@ class Collector:
         if ckpt is None:
             return base
         o = self.options
-        report = self.scorer.score(
-            EvalRequest(ckpt, o.metrics, o.n_samples, o.reference, self._overrides(run))
-        )
+        n, n_ref = (run.samples, run.samples) if run.samples else (o.n_samples, o.reference)
+        report = self.scorer.score(EvalRequest(ckpt, o.metrics, n, n_ref, self._overrides(run)))
         seconds, source = run_dir.wall_seconds(ckpt)
         return CellScore(
             run.id, run.dataset, run.recipe, pick.budget_kimg, kimg=ckpt.kimg, g_step=ckpt.g_step,
             max_kimg=pick.max_kimg, values=flat_values(report, o.metrics) if report else {},
-            n_samples=o.n_samples, n_reference=o.reference,
+            n_samples=n, n_reference=n_ref,
             cpu_minutes=seconds * run.threads / 60 if seconds is not None else None,
             wall_source=source, repeat_of=run.repeat_of, grid=grid,
         )  # fmt: skip

@@ -42,8 +42,9 @@ def _minutes(x: float) -> str:
     return f"{x:.1f}" if x >= 1 else f"{x:.2g}"
 
 
-def table_row(cell: CellScore, keys: list[str]) -> str:
-    """One markdown row; a missing or unreached cell says why in its checkpoint column."""
+def table_row(cell: CellScore, keys: list[str], n_samples: int | None = None) -> str:
+    """One markdown row; a missing or unreached cell says why in its checkpoint column, and a
+    cell scored at other counts than the table's (``n_samples``) says at which."""
     label = f"↳ repeat `{cell.run_id}`" if cell.repeat_of else f"`{cell.recipe}`"
     if cell.missing:
         where, numbers, cpu, grid = "missing", ["-"] * len(keys), "-", ""
@@ -59,6 +60,8 @@ def table_row(cell: CellScore, keys: list[str]) -> str:
     else:
         short = cell.kimg < cell.budget_kimg * (1 - REACHED_TOLERANCE)
         where = f"{_kimg(cell.kimg)} ({cell.g_step})" + (" ‡" if short else "")
+        if n_samples is not None and cell.n_samples not in (None, n_samples):
+            where += f", scored {cell.n_samples} vs {cell.n_reference}"
         numbers = [
             format_value(k, cell.values.get(k)) if cell.values else "not scored" for k in keys
         ]
@@ -94,7 +97,7 @@ def dataset_section(
     ]
     lines = [f"## {DATASET_NAMES[dataset]}", ""]
     lines += ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    lines += [table_row(c, keys) for c in ordered_cells(results, dataset)]
+    lines += [table_row(c, keys, options.n_samples) for c in ordered_cells(results, dataset)]
     short = any(
         c.reached and c.kimg < c.budget_kimg * (1 - REACHED_TOLERANCE)
         for c in results.cells

@@ -11,6 +11,7 @@ A YAML file (docs/results_spec.yaml) with a list of runs; each run is one recipe
         threads: 1                  # torch threads the run used: CPU-minutes = wall x threads
         budgets_kimg: [500, 1000]   # optional; default per dataset (MNIST 500, 1000; CIFAR-10 1000, 3000)
         machine: ...                # optional, this run only
+        samples: 2000               # optional: this run's cells at 2k vs 2k (default: --samples)
       - id: mnist_budget_seed2
         dataset: mnist
         recipe: mnist_budget
@@ -37,7 +38,7 @@ DEFAULT_BUDGETS_KIMG: dict[str, tuple[float, ...]] = {
 }
 RUN_KEYS = {
     "id", "dataset", "recipe", "run_dir", "threads", "budgets_kimg", "repeat_of", "machine",
-    "overrides",
+    "overrides", "samples",
 }  # fmt: skip
 
 
@@ -58,6 +59,9 @@ class RunSpec:
     repeat_of: str | None = None
     machine: str | None = None
     overrides: tuple[str, ...] = ()  # for gan-eval and gan-sample (data_path, data_dir, device)
+    # EMA samples (= training images) per cell of this run; None: the build's --samples. Fewer
+    # where Inception is too slow for 10k on the machine at hand (the cell shows its count)
+    samples: int | None = None
 
 
 @dataclass(frozen=True)
@@ -112,6 +116,13 @@ def _run_spec(entry: Any, index: int, base: Path) -> RunSpec:
         isinstance(o, str) and "=" in o for o in overrides
     ):
         raise SpecError(f"{where}.overrides={overrides!r} is invalid: a list of key=value strings")
+    samples = entry.get("samples")
+    if samples is not None and (
+        not isinstance(samples, int) or isinstance(samples, bool) or samples < 2
+    ):
+        raise SpecError(
+            f"{where}.samples={samples!r} is invalid: EMA samples per cell, an integer >= 2"
+        )
     run_dir = Path(str(entry["run_dir"])).expanduser()
     return RunSpec(
         id=str(entry.get("id") or entry["recipe"]),
@@ -123,6 +134,7 @@ def _run_spec(entry: Any, index: int, base: Path) -> RunSpec:
         repeat_of=str(entry["repeat_of"]) if entry.get("repeat_of") else None,
         machine=str(entry["machine"]) if entry.get("machine") else None,
         overrides=tuple(overrides),
+        samples=samples,
     )
 
 
