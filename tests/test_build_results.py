@@ -288,3 +288,23 @@ def test_a_damaged_records_file_is_a_one_line_error(
     err = capsys.readouterr().err.strip()
     assert "results_records.json is not a results records file ('built')" in err
     assert "\n" not in err
+
+
+def test_a_cell_at_the_curve_counts_is_its_curve_point(runs: Path, tmp_path: Path) -> None:
+    """samples: 20 = --curve-samples: the table checkpoint's curve point is the cell's score."""
+    (tmp_path / "spec.yaml").write_text(
+        "runs:\n  - {dataset: mnist, recipe: mnist_budget, run_dir: "
+        f"{runs / 'budget'}, threads: 1, budgets_kimg: [0.064], samples: 20}}\n"
+    )
+    for name in ("classifier.pt", "classifier.json"):
+        (tmp_path / name).symlink_to(runs / name)
+    runner = InProcess(tmp_path / "cache")
+    assert build(tmp_path, runner=runner) == 0
+    assert runner.calls == 1 + 2 + 1  # the cell (step 4), curve steps 2 and 6, the grid
+    page = (tmp_path / "docs" / "results.md").read_text()
+    assert "0.064 (4), scored 20 vs 20" in page
+    record = json.loads((tmp_path / "results_records.json").read_text())["runs"]["mnist_budget"]
+    (cell,) = record["cells"]
+    point = next(p for p in record["curve"] if p["g_step"] == 4 and p["source"] == "gan-eval")
+    assert point["values"]["classifier_fd"] == cell["values"]["classifier_fd"]
+    assert point["n_samples"] == cell["n_samples"] == 20

@@ -155,6 +155,28 @@ class Collector:
         if run.repeat_of is None:
             self.results.curves[run.id] = self._curve(run, run_dir, checkpoints, picks)
 
+    def _cell_counts(self, run: RunSpec) -> tuple[int, int]:
+        o = self.options
+        return (run.samples, run.samples) if run.samples else (o.n_samples, o.reference)
+
+    def _cell_request(self, run: RunSpec, ckpt: CheckpointInfo) -> EvalRequest:
+        n, n_ref = self._cell_counts(run)
+        return EvalRequest(ckpt, self.options.metrics, n, n_ref, self._overrides(run))
+
+    def _curve_request(self, run: RunSpec, ckpt: CheckpointInfo, cells: set[int]) -> EvalRequest:
+        """A curve point's gan-eval; a table checkpoint scored at the curve's counts with every
+        curve metric already is read from the cell's score instead of scored again."""
+        o = self.options
+        if (
+            ckpt.g_step in cells
+            and self._cell_counts(run) == (o.curve_samples, o.curve_samples)
+            and set(o.curve_metrics) <= set(o.metrics)
+        ):
+            return self._cell_request(run, ckpt)
+        return EvalRequest(
+            ckpt, o.curve_metrics, o.curve_samples, o.curve_samples, self._overrides(run)
+        )
+
     def _cell(self, run: RunSpec, run_dir: RunDir, pick: Pick, grid: str | None) -> CellScore:
         base = CellScore(
             run.id,
@@ -167,10 +189,9 @@ class Collector:
         ckpt = pick.checkpoint
         if ckpt is None:
             return base
-        o = self.options
-        n, n_ref = (run.samples, run.samples) if run.samples else (o.n_samples, o.reference)
-        report = self.scorer.score(EvalRequest(ckpt, o.metrics, n, n_ref, self._overrides(run)))
+        report = self.scorer.score(self._cell_request(run, ckpt))
         seconds, source = run_dir.wall_seconds(ckpt)
+        o, n, n_ref = self.options, *self._cell_counts(run)
         return CellScore(
             run.id, run.dataset, run.recipe, pick.budget_kimg, kimg=ckpt.kimg, g_step=ckpt.g_step,
             max_kimg=pick.max_kimg, values=flat_values(report, o.metrics) if report else {},
@@ -198,12 +219,10 @@ class Collector:
         self, run: RunSpec, run_dir: RunDir, checkpoints: list[CheckpointInfo], picks: list[Pick]
     ) -> list[CurvePoint]:
         o, points = self.options, []
+        cells = {p.checkpoint.g_step for p in picks if p.checkpoint}
         if o.curve_samples > 0:
             for ckpt in curve_checkpoints(checkpoints, picks, o.curve_points):
-                request = EvalRequest(
-                    ckpt, o.curve_metrics, o.curve_samples, o.curve_samples, self._overrides(run)
-                )
-                report = self.scorer.score(request)
+                report = self.scorer.score(self._curve_request(run, ckpt, cells))
                 if report is None:
                     continue
                 seconds, _ = run_dir.wall_seconds(ckpt)
