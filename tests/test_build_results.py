@@ -63,6 +63,19 @@ def test_the_committed_example_spec_loads() -> None:
                for r in spec.runs)  # fmt: skip
 
 
+def test_the_committed_records_load_and_belong_to_the_spec() -> None:
+    from gan_lab.results.records_file import load_records
+
+    docs = Path(__file__).resolve().parents[1] / "docs"
+    spec = {r.id: r for r in load_spec(docs / "results_spec.yaml").runs}
+    records = load_records(docs / "results_records.json")
+    assert {"mnist_budget", "cifar10_budget"} <= set(records) <= set(spec)
+    for run_id, record in records.items():
+        assert {c.run_id for c in record.cells} == {run_id}
+        assert {c.budget_kimg for c in record.cells} <= set(spec[run_id].budgets_kimg)
+        assert all((docs / c.grid).is_file() for c in record.cells if c.grid)
+
+
 # ----------------------------------------------------------------------------- tiny real runs
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
