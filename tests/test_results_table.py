@@ -91,6 +91,43 @@ def test_targets_say_missing_and_only_count_10k_scores() -> None:
     assert "2 above" in first.detail and "FID 14 at 500 kimg: 2 above" in second.detail
 
 
+def test_equal_kimg_compares_only_cells_scored_with_the_same_sample_count() -> None:
+    """A 10k FID is lower than a 2k one of the same G: they must not be compared."""
+    ours = cell("cifar10_budget", 1000, 31.7)
+    results = judge_targets([ours, cell("cifar10_dcgan", 1000, 30.0, n=2000)], {}, {})
+    assert results[3].status == MISSING and "different sample counts" in results[3].detail
+    results = judge_targets([ours, cell("cifar10_dcgan", 1000, 30.0)], {}, {})
+    assert results[3].status == NOT_MET and "1000 kimg: 31.7 vs 30" in results[3].detail
+
+
+def test_equal_cpu_time_needs_one_cpu_model_and_reads_the_cells() -> None:
+    cells = [
+        cell("cifar10_budget", 1000, 31.7, cpu_minutes=124.0),
+        cell("cifar10_dcgan", 1000, 40.0, cpu_minutes=110.0),
+    ]
+    xeon, amd = "Intel Xeon, avx512_bf16", "AMD EPYC, no avx512_bf16"
+    other = {
+        "cifar10_budget": f"{xeon}, 1 torch threads",
+        "cifar10_dcgan": f"{amd}, 1 torch threads",
+    }
+    result = judge_targets(cells, {}, {}, other)[4]
+    assert result.status == MISSING and xeon in result.detail and amd in result.detail
+    # one CPU (thread counts differ: CPU-minutes already count them); the table cells are the
+    # points: within 110 min the budget recipe has none, so the 2k curve points decide
+    same = {"cifar10_budget": f"{amd}, 2 torch threads", "cifar10_dcgan": f"{amd}, 1 torch threads"}
+    result = judge_targets(cells, {}, {}, same)[4]
+    assert result.status == MISSING and "within 110 CPU-minutes" in result.detail
+    cells += [
+        cell("cifar10_budget", 3000, 24.0, cpu_minutes=372.0),
+        cell("cifar10_dcgan", 3000, 34.0, cpu_minutes=330.0),
+    ]
+    # within 330 min: the budget recipe's 1000 kimg cell (124 min) vs dcgan's 3000 kimg one
+    result = judge_targets(cells, {}, {}, same)[4]
+    assert result.status == MET and "FID 31.7 (124 min" in result.detail
+    assert "vs 34 (330 min" in result.detail
+    assert "10000 samples" in result.detail
+
+
 def test_a_collapse_after_the_last_cell_is_a_collapse() -> None:
     """The cells hit 10 classes, the run's in-training metrics later hit 3: not met."""
     cells = [cell("mnist_budget", 500, 8.0)]

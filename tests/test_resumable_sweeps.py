@@ -39,6 +39,11 @@ def test_a_study_stopped_after_2_trials_continues_to_4(
     first = session(2, "first")
     study = optuna.load_study(study_name="resume_me", storage=f"sqlite:///{db}")
     assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 2
+    # baseline_first: trial 0 is the composed recipe, the sampler proposes trial 1
+    baseline = {"model.optimizer_g.lr": 2e-4, "model.optimizer_d.lr": 2e-4,
+                "model/loss": "non_saturating", "model.n_critic": 1}  # fmt: skip
+    assert study.trials[0].params == pytest.approx(baseline)
+    assert study.trials[1].params != study.trials[0].params
     study.ask()  # a trial the stopped session never reported (as after Ctrl+C): trial 2, RUNNING
 
     second = session(4, "second")
@@ -49,7 +54,8 @@ def test_a_study_stopped_after_2_trials_continues_to_4(
         "3",
         "4",
     ]  # trial numbers
-    # the reseeded sampler does not propose the first session's parameters again
+    # the reseeded sampler does not propose the first session's parameters again, and the
+    # continued study does not run the baseline twice
     first_params = [trials[0].params, trials[1].params]
     assert trials[3].params not in first_params and trials[4].params not in first_params
 
@@ -102,6 +108,11 @@ def test_the_budget_search_tries_the_budget_recipe_and_scores_its_classifier_fd(
     with open(sweep_dir / "summary.csv") as f:
         rows = list(csv.DictReader(f))
     assert sorted(r["job"] for r in rows) == ["0", "1"] and all(r["status"] == "ok" for r in rows)
+    # trial 0 of the in-memory study: configs/experiment/mnist_budget.yaml's own settings
+    model = yaml.safe_load((sweep_dir / "0" / "config_resolved.yaml").read_text())["model"]
+    assert (model["optimizer_g"]["lr"], model["optimizer_d"]["lr"]) == (2e-4, 2e-4)
+    assert (model["optimizer_g"]["betas"][0], model["optimizer_d"]["betas"][0]) == (0.0, 0.0)
+    assert (model["regularizer"]["r1_gamma"], model["regularizer"]["r1_interval"]) == (0.05, 4)
     values = [float(r["metrics/classifier_fd"]) for r in rows]
     assert all(math.isfinite(v) and v > 0 for v in values)
     best = yaml.safe_load((sweep_dir / "optimization_results.yaml").read_text())["best_value"]
@@ -116,3 +127,24 @@ def test_the_budget_search_tries_the_budget_recipe_and_scores_its_classifier_fd(
         assert model["optimizer_g"]["betas"][0] in (0.0, 0.5)
         assert model["optimizer_d"]["betas"][1] == 0.99  # only beta1 is searched
         assert 1e-4 <= model["optimizer_g"]["lr"] <= 1e-3
+
+
+def test_a_baseline_needs_a_value_of_every_searched_parameter() -> None:
+    from omegaconf import OmegaConf
+
+    from gan_lab.errors import ConfigError
+    from gan_lab.optuna_study import recipe_params
+
+    config = OmegaConf.create(
+        {"model": {"lr": 1e-3, "betas": [0.0, 0.99], "loss": {"_target_": "x"}},
+         "hydra": {"runtime": {"choices": {"model/loss": "hinge"}}}}
+    )  # fmt: skip
+    names = ["model.lr", "model.betas.0", "model/loss"]
+    assert recipe_params(config, names) == {
+        "model.lr": 1e-3,
+        "model.betas.0": 0.0,
+        "model/loss": "hinge",
+    }
+    for bad in ("model.width", "model.loss", "model/augment"):
+        with pytest.raises(ConfigError, match=f"searched '{bad}'.*baseline_first=false"):
+            recipe_params(config, [bad])

@@ -8,6 +8,7 @@ Needs optuna (the ``sweeps`` extra) only when a sweep uses a database.
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +27,13 @@ def prepare_session(
     target_trials: int,
     sweep_dir: str,
     sampler: Any,
+    baseline: dict[str, Any] | None = None,
 ) -> tuple[int, int]:
     """(first job number, trials to run) for this session of the study; records ``sweep_dir``.
 
     Stale RUNNING trials (an interrupted session) are marked FAIL; completed and pruned trials
-    count towards ``target_trials``.
+    count towards ``target_trials``. ``baseline`` (searched parameter -> value) becomes the first
+    trial of a new study; a continued study already has it.
     """
     import optuna
     from optuna.trial import TrialState
@@ -46,6 +49,11 @@ def prepare_session(
         )
         study.tell(trial.number, state=TrialState.FAIL)
     trials = study.get_trials(deepcopy=False)
+    if baseline and not trials:
+        log.info("trial 0 of study %r is the recipe as composed: %s", study.study_name, baseline)
+        with warnings.catch_warnings():  # enqueue_trial is "experimental" in optuna 2.10
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.enqueue_trial(baseline)
     done = sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
     remaining = max(0, target_trials - done)
     if trials:
@@ -85,3 +93,23 @@ def study_sweep_dirs(sweep_dir: Path) -> list[Path]:
     dirs = [Path(d) for d in recorded if Path(d).is_dir()]
     here = sweep_dir.resolve()
     return dirs if here in dirs else [*dirs, here]
+
+
+def recipe_params(config: Any, names: list[str]) -> dict[str, Any]:
+    """The composed config's own value of each searched parameter: a config group's chosen
+    option (``model/loss``) or a key's value (``model.optimizer_g.betas.0``)."""
+    from gan_lab.errors import ConfigError
+
+    choices = OmegaConf.select(config, "hydra.runtime.choices") or {}
+    out: dict[str, Any] = {}
+    for name in names:
+        value = choices.get(name) if "/" in name else OmegaConf.select(config, name)
+        if value is None or OmegaConf.is_config(value):
+            raise ConfigError(
+                "hydra.sweeper.baseline_first",
+                True,
+                f"the composed config has no single value of the searched {name!r} to start the "
+                "study from; set it, or run with hydra.sweeper.baseline_first=false",
+            )
+        out[name] = value
+    return out

@@ -208,7 +208,7 @@ def render(
     if spread:
         lines += ["## Spread (a second seed of a cell)", "", *spread, ""]
     lines += ["## Targets", "", "| target | status | numbers |", "|---|---|---|"]
-    for t in judge_targets(results.cells, results.curves, results.health):
+    for t in judge_targets(results.cells, results.curves, results.health, results.machines):
         lines.append(f"| {t.target} | **{t.status}** | {t.detail} |")
     lines += [
         "",

@@ -7,6 +7,7 @@ cells scored with at least 10k samples and 10k reference images; the 2k target t
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -85,54 +86,95 @@ def fid_2k_at(
     return at_most(name, point.values["fid"], limit, f"at {_fmt(point.kimg)} kimg")
 
 
+def _scored_fids(cells: Sequence[CellScore], dataset: str, recipe: str) -> list[CellScore]:
+    return [c for c in _cells(cells, dataset, recipe) if c.values.get("fid") is not None]
+
+
 def ahead_at_equal_kimg(
     cells: Sequence[CellScore], dataset: str, recipe: str, baseline: str
 ) -> TargetResult:
-    """Lower FID than ``baseline`` at every budget both reached."""
+    """Lower FID than ``baseline`` at every budget both reached, scored with the same sample and
+    reference counts (FID falls with the sample count: 2k and 10k figures do not compare)."""
     name = (
         f"{NAMES[dataset]} `{recipe}` ahead of `{baseline}` at equal kimg (FID of the table cells)"
     )
     ours = {
-        c.budget_kimg: c for c in _cells(cells, dataset, recipe) if c.values.get("fid") is not None
+        (c.budget_kimg, c.n_samples, c.n_reference): c for c in _scored_fids(cells, dataset, recipe)
     }
     theirs = {
-        c.budget_kimg: c
-        for c in _cells(cells, dataset, baseline)
-        if c.values.get("fid") is not None
+        (c.budget_kimg, c.n_samples, c.n_reference): c
+        for c in _scored_fids(cells, dataset, baseline)
     }
     common = sorted(set(ours) & set(theirs))
     if not common:
-        return TargetResult(name, MISSING, "no budget where both recipes have a FID")
+        unmatched = sorted({b for b, *_ in ours} & {b for b, *_ in theirs})
+        why = (
+            f"the cells at {', '.join(_fmt(b) for b in unmatched)} kimg were scored with different "
+            "sample counts"
+            if unmatched
+            else "no budget where both recipes have a FID"
+        )
+        return TargetResult(name, MISSING, why)
     parts = [
-        f"{_fmt(b)} kimg: {_fmt(ours[b].values['fid'])} vs {_fmt(theirs[b].values['fid'])}"
-        for b in common
+        f"{_fmt(k[0])} kimg: {_fmt(ours[k].values['fid'])} vs {_fmt(theirs[k].values['fid'])}"
+        for k in common
     ]
-    ahead = all(ours[b].values["fid"] < theirs[b].values["fid"] for b in common)
+    ahead = all(ours[k].values["fid"] < theirs[k].values["fid"] for k in common)
     return TargetResult(name, MET if ahead else NOT_MET, "; ".join(parts))
+
+
+def cpu_model(machine: str) -> str:
+    """The CPU part of a machine description (its thread count aside: CPU-minutes count those)."""
+    return re.sub(r",\s*\d+ torch threads?\s*$", "", machine.strip())
 
 
 def ahead_at_equal_cpu_time(
     cells: Sequence[CellScore], curves: Mapping[str, Sequence[CurvePoint]], dataset: str,
-    recipe: str, baseline: str,
+    recipe: str, baseline: str, machines: Mapping[str, str] | None = None,
 ) -> TargetResult:  # fmt: skip
-    """FID of the curve points at the CPU time both runs reached (each one's last point <= it)."""
-    name = f"{NAMES[dataset]} `{recipe}` ahead of `{baseline}` at equal CPU time (curve FID)"
-    runs = {}
+    """FID at the CPU time both runs reached (each one's last scored point <= it), from their
+    curve points and table cells at one sample count, on one CPU model: CPU-minutes of two
+    different CPUs do not compare."""
+    name = f"{NAMES[dataset]} `{recipe}` ahead of `{baseline}` at equal CPU time (FID)"
+    runs: dict[str, list[CurvePoint]] = {}
+    cpus: dict[str, set[str]] = {}
     for r in (recipe, baseline):
+        mine = [c for c in _scored_fids(cells, dataset, r) if c.cpu_minutes is not None]
         run_ids = {c.run_id for c in _cells(cells, dataset, r)}
+        cpus[r] = {cpu_model(machines[i]) for i in run_ids if machines and i in machines}
         points = [
             p for run_id in run_ids for p in curves.get(run_id, ())
             if p.source == "gan-eval" and p.cpu_minutes is not None and p.values.get("fid") is not None
         ]  # fmt: skip
-        runs[r] = sorted(points, key=lambda p: p.cpu_minutes)
+        points += [
+            CurvePoint(c.kimg or c.budget_kimg, c.values, c.n_samples, c.n_reference, c.g_step, c.cpu_minutes)
+            for c in mine
+        ]  # fmt: skip
+        runs[r] = points
     if not runs[recipe] or not runs[baseline]:
-        return TargetResult(name, MISSING, "a recipe has no curve point with FID and CPU time")
-    budget = min(runs[recipe][-1].cpu_minutes, runs[baseline][-1].cpu_minutes)
-    ours = [p for p in runs[recipe] if p.cpu_minutes <= budget][-1:]
-    theirs = [p for p in runs[baseline] if p.cpu_minutes <= budget][-1:]
+        return TargetResult(name, MISSING, "a recipe has no scored point with FID and CPU time")
+    if cpus[recipe] and cpus[baseline] and cpus[recipe] != cpus[baseline]:
+        return TargetResult(
+            name, MISSING,
+            f"trained on different CPUs ({'; '.join(sorted(cpus[recipe]))} vs "
+            f"{'; '.join(sorted(cpus[baseline]))}): train both on one machine",
+        )  # fmt: skip
+    counts = {(p.n_samples, p.n_reference) for p in runs[recipe]} & {
+        (p.n_samples, p.n_reference) for p in runs[baseline]
+    }
+    if not counts:
+        return TargetResult(name, MISSING, "no sample count at which both recipes were scored")
+    count = max(counts, key=lambda c: (c[0] or 0, c[1] or 0))
+    ours_all, theirs_all = (
+        sorted((p for p in runs[r] if (p.n_samples, p.n_reference) == count), key=lambda p: p.cpu_minutes)
+        for r in (recipe, baseline)
+    )  # fmt: skip
+    budget = min(ours_all[-1].cpu_minutes, theirs_all[-1].cpu_minutes)
+    ours = [p for p in ours_all if p.cpu_minutes <= budget][-1:]
+    theirs = [p for p in theirs_all if p.cpu_minutes <= budget][-1:]
     if not ours or not theirs:
         return TargetResult(
-            name, MISSING, f"no curve points of both within {_fmt(budget)} CPU-minutes"
+            name, MISSING, f"no scored points of both within {_fmt(budget)} CPU-minutes"
         )
     a, b = ours[0], theirs[0]
     detail = (
@@ -199,14 +241,17 @@ def judge_targets(
     cells: Sequence[CellScore],
     curves: Mapping[str, Sequence[CurvePoint]],
     health: Mapping[str, int | None],
+    machines: Mapping[str, str] | None = None,
 ) -> list[TargetResult]:
-    """The targets of issue 15, in its order."""
+    """The targets of issue 15, in its order (``machines``: run id -> the CPU it trained on)."""
     return [
         fid_within(cells, "mnist", "mnist_budget", 5.0, 1000.0),
         fid_2k_at(cells, curves, "mnist", "mnist_budget", 12.0, 500.0),
         fid_within(cells, "cifar10", "cifar10_budget", 25.0, 3000.0),
         ahead_at_equal_kimg(cells, "cifar10", "cifar10_budget", "cifar10_dcgan"),
-        ahead_at_equal_cpu_time(cells, curves, "cifar10", "cifar10_budget", "cifar10_dcgan"),
+        ahead_at_equal_cpu_time(
+            cells, curves, "cifar10", "cifar10_budget", "cifar10_dcgan", machines
+        ),
         no_collapse(cells, curves),
         health_quiet(health),
     ]
