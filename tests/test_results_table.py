@@ -10,7 +10,7 @@ import torch
 
 from gan_lab.results.plots import axis_scale
 from gan_lab.results.records import CellScore, CurvePoint
-from gan_lab.results.report import table_row
+from gan_lab.results.report import curve_sources_note, table_row
 from gan_lab.results.run_reading import (
     CheckpointInfo,
     RunDir,
@@ -128,6 +128,31 @@ def test_equal_cpu_time_needs_one_cpu_model_and_reads_the_cells() -> None:
     assert "10000 samples" in result.detail
 
 
+def test_equal_cpu_time_judges_a_recipe_on_the_cpu_it_shares_with_the_baseline() -> None:
+    """The budget recipe ran on a Xeon (1000 kimg) and again on the AMD of the baseline (500 kimg):
+    only the AMD points count, each baseline point against the recipe's last one at <= its time."""
+    xeon_cell = cell("cifar10_budget", 1000, 31.7, cpu_minutes=124.0)
+    amd_cell = CellScore(**{**cell("cifar10_budget", 500, 38.0, cpu_minutes=81.0).__dict__,
+                            "run_id": "cifar10_budget_amd"})  # fmt: skip
+    dcgan = cell("cifar10_dcgan", 1000, 42.3, cpu_minutes=104.5)
+    machines = {
+        "cifar10_budget": "Intel Xeon, avx512_bf16, 1 torch threads",
+        "cifar10_budget_amd": "AMD EPYC, 1 torch threads",
+        "cifar10_dcgan": "AMD EPYC, 1 torch threads",
+    }
+    result = judge_targets([xeon_cell, amd_cell, dcgan], {}, {}, machines)[4]
+    assert result.status == MET, result.detail
+    assert "FID 38 (81 min, 500 kimg) vs 42.3 (104.5 min, 1000 kimg)" in result.detail
+    assert "AMD EPYC" in result.detail and "31.7" not in result.detail
+    # less CPU time but a worse FID: not ahead
+    worse = CellScore(**{**amd_cell.__dict__, "values": {"fid": 45.0, "classes_hit": 10.0}})
+    result = judge_targets([xeon_cell, worse, dcgan], {}, {}, machines)[4]
+    assert result.status == NOT_MET and "FID 45 (81 min" in result.detail
+    # equal kimg: every cell of the recipe at the budget against the baseline's
+    result = judge_targets([xeon_cell, amd_cell, dcgan], {}, {}, machines)[3]
+    assert result.status == MET and result.detail == "1000 kimg: 31.7 vs 42.3"
+
+
 def test_a_collapse_after_the_last_cell_is_a_collapse() -> None:
     """The cells hit 10 classes, the run's in-training metrics later hit 3: not met."""
     cells = [cell("mnist_budget", 500, 8.0)]
@@ -212,3 +237,14 @@ def test_a_cell_scored_at_other_counts_than_the_table_says_so() -> None:
     assert "| 500 (15625), scored 2000 vs 2000 | 14.20 | 10 |" in row
     at_table_counts = CellScore(**{**cell.__dict__, "n_samples": 10000, "n_reference": 10000})
     assert "| 500 (15625) | 14.20 |" in table_row(at_table_counts, keys, n_samples=10000)
+
+
+def test_the_curve_note_describes_only_the_sources_the_plot_has() -> None:
+    only_training = ["classifier FD: cifar10_dcgan (in-training, 2000 vs 5000)"]
+    assert curve_sources_note(only_training) == [
+        "`in-training`: the metrics callback's scalars of the run."
+    ]
+    both = [*only_training, "fid: cifar10_budget (gan-eval, 2000 vs 2000)"]
+    (note,) = curve_sources_note(both)
+    assert note.startswith("`gan-eval` points") and "`in-training`" in note
+    assert curve_sources_note([]) == []

@@ -138,14 +138,21 @@ def dataset_section(
         lines += [f"![{DATASET_NAMES[dataset]} curves]({rel})", ""]
         lines += ["Curves (each line: recipe, source, generated vs reference images):", ""]
         lines += [f"- {e}" for e in entries]
-        lines += [
-            "",
-            "`gan-eval` points: the table's checkpoints plus up to "
-            f"{options.curve_points} more, scored at {options.curve_samples} samples (cheaper than the "
-            "table's, so higher FID); `in-training`: the metrics callback's scalars of the run.",
-            "",
-        ]
+        lines += ["", *curve_sources_note(entries), ""]
     return lines
+
+
+def curve_sources_note(entries: list[str]) -> list[str]:
+    """What the plotted sources are, only for the sources the plot has."""
+    notes = []
+    if any("(gan-eval" in e for e in entries):
+        notes.append(
+            "`gan-eval` points: checkpoints scored by `gan-eval` at the counts each line names "
+            "(fewer than the table's, so a higher FID)."
+        )
+    if any("(in-training" in e for e in entries):
+        notes.append("`in-training`: the metrics callback's scalars of the run.")
+    return [" ".join(notes)] if notes else []
 
 
 def spread_lines(results: Results, keys: list[str]) -> list[str]:
