@@ -197,11 +197,14 @@ def ahead_at_equal_cpu_time(
             f"no scored point of `{recipe}` within {_fmt(theirs[-1].cpu_minutes)} CPU-minutes "
             f"(the last of `{baseline}`)",
         )  # fmt: skip
-    detail = "; ".join(
-        f"FID {_fmt(a.values['fid'])} ({_fmt(a.cpu_minutes)} min, {_fmt(a.kimg)} kimg) vs "
-        f"{_fmt(b.values['fid'])} ({_fmt(b.cpu_minutes)} min, {_fmt(b.kimg)} kimg)"
-        for a, b in pairs
-    ) + f"; {count[0]} samples, {cpu}"
+    detail = (
+        "; ".join(
+            f"FID {_fmt(a.values['fid'])} ({_fmt(a.cpu_minutes)} min, {_fmt(a.kimg)} kimg) vs "
+            f"{_fmt(b.values['fid'])} ({_fmt(b.cpu_minutes)} min, {_fmt(b.kimg)} kimg)"
+            for a, b in pairs
+        )
+        + f"; {count[0]} samples, {cpu}"
+    )
     ahead = all(a.values["fid"] < b.values["fid"] for a, b in pairs)
     return TargetResult(name, MET if ahead else NOT_MET, detail)
 
