@@ -248,3 +248,17 @@ def test_the_curve_note_describes_only_the_sources_the_plot_has() -> None:
     (note,) = curve_sources_note(both)
     assert note.startswith("`gan-eval` points") and "`in-training`" in note
     assert curve_sources_note([]) == []
+
+
+def test_the_spread_compares_a_repeat_only_at_the_counts_of_its_main_cell() -> None:
+    from gan_lab.results.build import Results
+    from gan_lab.results.report import spread_lines
+
+    main = cell("mnist_budget", 500, 10.3)
+    rep = CellScore(**{**cell("mnist_budget", 500, 11.1).__dict__, "run_id": "seed2",
+                       "repeat_of": "mnist_budget"})  # fmt: skip
+    (line,) = spread_lines(Results(cells=[main, rep]), ["fid"])
+    assert line == "- `mnist_budget` at 500 kimg, `mnist_budget` vs `seed2`: FID 10.30 vs 11.10"
+    cheap = CellScore(**{**rep.__dict__, "n_samples": 2000, "n_reference": 2000})
+    (line,) = spread_lines(Results(cells=[main, cheap]), ["fid"])
+    assert "not comparable" in line and "11.10" not in line

@@ -162,6 +162,14 @@ def spread_lines(results: Results, keys: list[str]) -> list[str]:
         main = by_key.get((rep.repeat_of, rep.budget_kimg))
         if main is None or not main.values:
             continue
+        if (main.n_samples, main.n_reference) != (rep.n_samples, rep.n_reference):
+            # FID falls with the sample count: a 2k and a 10k figure are no spread
+            lines.append(
+                f"- `{main.recipe}` at {_kimg(rep.budget_kimg)} kimg: `{rep.run_id}` scored "
+                f"{rep.n_samples} vs {rep.n_reference}, `{main.run_id}` {main.n_samples} vs "
+                f"{main.n_reference}: not comparable"
+            )
+            continue
         parts = [
             f"{COLUMNS.get(k, (k,))[0]} {format_value(k, main.values[k])} vs {format_value(k, rep.values[k])}"
             for k in keys if main.values.get(k) is not None and rep.values.get(k) is not None
