@@ -214,6 +214,10 @@ def test_cells_pick_by_kimg_and_show_the_json_scores(built: tuple[Path, InProces
     assert abs(info.path.stat().st_mtime - run.segments[0].start - seconds) < 5
     assert rows[0][5] == f"{seconds * 2 / 60:.2g}"
     assert "Machine (CPU type of the runs):\n\n- tiny test machine" in page
+    machine_line = next(
+        line for line in page.splitlines() if line.startswith("- tiny test machine")
+    )
+    assert "`cifar10_budget`" not in machine_line  # not trained: it has no CPU to name
 
 
 def test_curves_grids_and_targets_are_written(built: tuple[Path, InProcess]) -> None:

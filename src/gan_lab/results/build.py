@@ -133,6 +133,8 @@ class Collector:
     def collect_run(self, run: RunSpec) -> None:
         if not run.run_dir.is_dir() and run.id in self.records:
             return self._carry(self.records[run.id])
+        if not run.run_dir.is_dir():  # no machine either: the page lists the CPUs of runs only
+            return self._missing(run, f"run directory {run.run_dir} does not exist")
         run_dir = RunDir(run.run_dir)
         self.results.machines[run.id] = (
             run.machine
@@ -140,8 +142,6 @@ class Collector:
             or self.spec.machine
             or (f"{describe_cpu()} (this host at build time: the run did not record its CPU)")
         )
-        if not run.run_dir.is_dir():
-            return self._missing(run, f"run directory {run.run_dir} does not exist")
         self.results.health[run.id] = run_dir.health_warnings()
         checkpoints = run_dir.checkpoints
         if not checkpoints:
