@@ -131,9 +131,9 @@ class Collector:
             r.grids[record.run_id] = record.grid
 
     def collect_run(self, run: RunSpec) -> None:
-        if not run.run_dir.is_dir() and run.id in self.records:
-            return self._carry(self.records[run.id])
-        if not run.run_dir.is_dir():  # no machine either: the page lists the CPUs of runs only
+        if not run.run_dir.is_dir():  # carried, or missing (no CPU named: it never trained)
+            if run.id in self.records:
+                return self._carry(self.records[run.id])
             return self._missing(run, f"run directory {run.run_dir} does not exist")
         run_dir = RunDir(run.run_dir)
         self.results.machines[run.id] = (
