@@ -53,6 +53,35 @@ class SafeCheckpoint(ModelCheckpoint):
         self._previous: dict[int, Any] = {}
         self._saved_batch = -1
 
+    # ------------------------------------------------------------------ state across resumes
+    @property
+    def state_key(self) -> str:
+        # Lightning keys a ModelCheckpoint's state by its cadence too, so a resume with another
+        # every_n_train_steps restored nothing (with a warning) and its version counter, not knowing
+        # the last.ckpt it resumed from, wrote last-v1.ckpt beside it. Keyed by what it tracks
+        # and the files it names, two periodic checkpointers of one run still differ.
+        return self._generate_state_key(
+            monitor=self.monitor, mode=self.mode, filename=self.filename
+        )
+
+    def on_load_checkpoint(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        # Checkpoints written before the key above hold the state under Lightning's key: adopt it
+        # when it is the only SafeCheckpoint state there (load_state_dict then reads it).
+        states = checkpoint.get("callbacks") or {}
+        if self.state_key in states:
+            return
+        legacy = [
+            key
+            for key in states
+            if isinstance(key, str)
+            and key.startswith(f"{type(self).__qualname__}{{")
+            and "'every_n_train_steps'" in key
+        ]
+        if len(legacy) == 1:
+            states[self.state_key] = states[legacy[0]]
+
     # ------------------------------------------------------------------ atomic writes
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         super().setup(trainer, pl_module, stage)
