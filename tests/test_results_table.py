@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from gan_lab.results.plots import axis_scale
+from gan_lab.results.plots import axis_scale, plot_curves
 from gan_lab.results.records import CellScore, CurvePoint
 from gan_lab.results.report import curve_sources_note, table_row
 from gan_lab.results.run_reading import (
@@ -239,15 +239,18 @@ def test_a_cell_scored_at_other_counts_than_the_table_says_so() -> None:
     assert "| 500 (15625) | 14.20 |" in table_row(at_table_counts, keys, n_samples=10000)
 
 
-def test_the_curve_note_describes_only_the_sources_the_plot_has() -> None:
-    only_training = ["classifier FD: cifar10_dcgan (in-training, 2000 vs 5000)"]
-    assert curve_sources_note(only_training) == [
+def test_the_curve_note_describes_only_the_sources_the_plot_has(tmp_path: Path) -> None:
+    training = [CurvePoint(100.0, {"classifier_fd": 2.0}, 2000, 5000, source="in-training")]
+    drawn = plot_curves({"cifar10_dcgan": training}, "t", tmp_path / "a.png")
+    assert [e.source for e in drawn] == ["in-training"]
+    assert curve_sources_note({e.source for e in drawn}) == [
         "`in-training`: the metrics callback's scalars of the run."
     ]
-    both = [*only_training, "fid: cifar10_budget (gan-eval, 2000 vs 2000)"]
-    (note,) = curve_sources_note(both)
+    scored = [CurvePoint(100.0, {"fid": 40.0}, 2000, 2000, g_step=3125)]
+    drawn = plot_curves({"a": training, "b": scored}, "t", tmp_path / "b.png")
+    (note,) = curve_sources_note({e.source for e in drawn})
     assert note.startswith("`gan-eval` points") and "`in-training`" in note
-    assert curve_sources_note([]) == []
+    assert curve_sources_note(set()) == []
 
 
 def test_the_spread_compares_a_repeat_only_at_the_counts_of_its_main_cell() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 from gan_lab.errors import UserError
 from gan_lab.results.records import CurvePoint
@@ -12,6 +13,13 @@ PANEL_ORDER = ("fid", "kid", "classifier_fd", "precision", "recall", "classes_hi
 LABELS = {"fid": "FID", "kid": "KID", "classifier_fd": "classifier FD"}
 # bounded quantities (fractions, a class count) read best on a linear axis; distances span decades
 LINEAR_PANELS = frozenset({"precision", "recall", "classes_hit"})
+
+
+class DrawnLine(NamedTuple):
+    """One line of the figure: its legend text (metric: recipe (source, counts)) and its source."""
+
+    text: str
+    source: str  # CurvePoint.source: gan-eval | in-training
 
 
 def axis_scale(name: str, values: Sequence[float]) -> str:
@@ -42,8 +50,10 @@ def panels(curves: Mapping[str, Sequence[CurvePoint]]) -> list[str]:
     return [k for k in PANEL_ORDER if k in present] + sorted(present - set(PANEL_ORDER))
 
 
-def plot_curves(curves: Mapping[str, Sequence[CurvePoint]], title: str, path: Path) -> list[str]:
-    """Write the PNG; returns the legend entries (recipe, source, sample counts) for the caption."""
+def plot_curves(
+    curves: Mapping[str, Sequence[CurvePoint]], title: str, path: Path
+) -> list[DrawnLine]:
+    """Write the PNG; returns the lines drawn (legend text and source) for the caption."""
     try:
         import matplotlib
     except ImportError:
@@ -58,7 +68,7 @@ def plot_curves(curves: Mapping[str, Sequence[CurvePoint]], title: str, path: Pa
         return []
     fig, axes = plt.subplots(1, len(names), figsize=(5.2 * len(names), 4.0), squeeze=False)
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    entries: list[str] = []
+    entries: list[DrawnLine] = []
     for ax, name in zip(axes[0], names, strict=True):
         drawn: list[float] = []
         for i, (label, points) in enumerate(curves.items()):
@@ -80,7 +90,7 @@ def plot_curves(curves: Mapping[str, Sequence[CurvePoint]], title: str, path: Pa
                     label=text,
                     markersize=3,
                 )
-                entries.append(f"{LABELS.get(name, name)}: {text}")
+                entries.append(DrawnLine(f"{LABELS.get(name, name)}: {text}", source))
         ax.set_yscale(axis_scale(name, drawn))
         ax.set_xlabel("kimg (real images shown to D / 1000)")
         ax.set_ylabel(LABELS.get(name, name))

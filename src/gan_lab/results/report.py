@@ -137,20 +137,20 @@ def dataset_section(
         rel = Path(os.path.relpath(png.resolve(), doc_dir.resolve())).as_posix()
         lines += [f"![{DATASET_NAMES[dataset]} curves]({rel})", ""]
         lines += ["Curves (each line: recipe, source, generated vs reference images):", ""]
-        lines += [f"- {e}" for e in entries]
-        lines += ["", *curve_sources_note(entries), ""]
+        lines += [f"- {e.text}" for e in entries]
+        lines += ["", *curve_sources_note({e.source for e in entries}), ""]
     return lines
 
 
-def curve_sources_note(entries: list[str]) -> list[str]:
-    """What the plotted sources are, only for the sources the plot has."""
+def curve_sources_note(sources: set[str]) -> list[str]:
+    """What the plotted sources are (``CurvePoint.source``), only for the sources the plot has."""
     notes = []
-    if any("(gan-eval" in e for e in entries):
+    if "gan-eval" in sources:
         notes.append(
             "`gan-eval` points: checkpoints scored by `gan-eval` at the counts each line names "
             "(fewer than the table's, so a higher FID)."
         )
-    if any("(in-training" in e for e in entries):
+    if "in-training" in sources:
         notes.append("`in-training`: the metrics callback's scalars of the run.")
     return [" ".join(notes)] if notes else []
 
