@@ -153,6 +153,31 @@ def test_equal_cpu_time_judges_a_recipe_on_the_cpu_it_shares_with_the_baseline()
     assert result.status == MET and result.detail == "1000 kimg: 31.7 vs 42.3"
 
 
+def test_equal_cpu_time_judges_every_cpu_both_recipes_ran_on() -> None:
+    """Both recipes on a Xeon and on an AMD: ahead on the AMD, behind on the Xeon: not met, and
+    the detail shows both CPUs (it used to judge the alphabetically first CPU only)."""
+
+    def on(run_id: str, recipe: str, fid: float, minutes: float) -> CellScore:
+        return CellScore(
+            **{**cell(recipe, 1000, fid, cpu_minutes=minutes).__dict__, "run_id": run_id}
+        )
+
+    cells = [
+        on("budget_amd", "cifar10_budget", 38.0, 80.0), on("dcgan_amd", "cifar10_dcgan", 42.0, 100.0),
+        on("budget_xeon", "cifar10_budget", 45.0, 60.0), on("dcgan_xeon", "cifar10_dcgan", 40.0, 70.0),
+    ]  # fmt: skip
+    machines = {
+        "budget_amd": "AMD EPYC, 1 torch threads", "dcgan_amd": "AMD EPYC, 1 torch threads",
+        "budget_xeon": "Intel Xeon, 1 torch threads", "dcgan_xeon": "Intel Xeon, 1 torch threads",
+    }  # fmt: skip
+    result = judge_targets(cells, {}, {}, machines)[4]
+    assert result.status == NOT_MET, result.detail
+    assert "FID 38 (80 min" in result.detail and "AMD EPYC" in result.detail
+    assert "FID 45 (60 min" in result.detail and "Intel Xeon" in result.detail
+    ahead_on_both = [*cells[:2], on("budget_xeon", "cifar10_budget", 35.0, 60.0), cells[3]]
+    assert judge_targets(ahead_on_both, {}, {}, machines)[4].status == MET
+
+
 def test_a_collapse_after_the_last_cell_is_a_collapse() -> None:
     """The cells hit 10 classes, the run's in-training metrics later hit 3: not met."""
     cells = [cell("mnist_budget", 500, 8.0)]

@@ -153,7 +153,7 @@ def ahead_at_equal_cpu_time(
     """Each scored point of ``baseline`` against the recipe's last point at no more CPU time:
     met when the recipe's FID is lower at every such pair. Points are table cells and curve
     points at one sample count, of runs on one CPU model (CPU-minutes of two CPUs do not
-    compare); a recipe trained on several CPUs is judged on the one the baseline shares."""
+    compare): judged on every CPU model both recipes were trained on."""
     name = f"{NAMES[dataset]} `{recipe}` ahead of `{baseline}` at equal CPU time (FID)"
     by_run = {r: _fid_points(cells, curves, dataset, r) for r in (recipe, baseline)}
 
@@ -174,13 +174,39 @@ def ahead_at_equal_cpu_time(
             f"trained on different CPUs ({'; '.join(sorted(by_cpu[recipe]))} vs "
             f"{'; '.join(sorted(by_cpu[baseline]))}): train both on one machine",
         )  # fmt: skip
-    cpu = shared[0]
-    ours_all, theirs_all = by_cpu[recipe][cpu], by_cpu[baseline][cpu]
+    tried = [(cpu, *_cpu_time_pairs(by_cpu[recipe][cpu], by_cpu[baseline][cpu])) for cpu in shared]
+    judged = [(cpu, count, pairs) for cpu, count, pairs in tried if pairs]
+    if not judged:
+        if all(count == (None, None) for _, count, _ in tried):
+            return TargetResult(name, MISSING, "no sample count at which both recipes were scored")
+        last = max(p.cpu_minutes for cpu in shared for p in by_cpu[baseline][cpu])
+        return TargetResult(
+            name, MISSING,
+            f"no scored point of `{recipe}` within {_fmt(last)} CPU-minutes (the last of `{baseline}`)",
+        )  # fmt: skip
+    detail = " | ".join(
+        "; ".join(
+            f"FID {_fmt(a.values['fid'])} ({_fmt(a.cpu_minutes)} min, {_fmt(a.kimg)} kimg) vs "
+            f"{_fmt(b.values['fid'])} ({_fmt(b.cpu_minutes)} min, {_fmt(b.kimg)} kimg)"
+            for a, b in pairs
+        )
+        + f"; {count[0]} samples, {cpu}"
+        for cpu, count, pairs in judged
+    )
+    ahead = all(a.values["fid"] < b.values["fid"] for _, _, pairs in judged for a, b in pairs)
+    return TargetResult(name, MET if ahead else NOT_MET, detail)
+
+
+def _cpu_time_pairs(
+    ours_all: list[CurvePoint], theirs_all: list[CurvePoint]
+) -> tuple[tuple[int | None, int | None], list[tuple[CurvePoint, CurvePoint]]]:
+    """On one CPU, at the largest sample count both were scored at: each baseline point with the
+    recipe's last point at no more CPU time (none when the recipe has no point that early)."""
     counts = {(p.n_samples, p.n_reference) for p in ours_all} & {
         (p.n_samples, p.n_reference) for p in theirs_all
     }
     if not counts:
-        return TargetResult(name, MISSING, "no sample count at which both recipes were scored")
+        return (None, None), []
     count = max(counts, key=lambda c: (c[0] or 0, c[1] or 0))
     ours, theirs = (
         sorted((p for p in pts if (p.n_samples, p.n_reference) == count), key=lambda p: p.cpu_minutes)
@@ -191,22 +217,7 @@ def ahead_at_equal_cpu_time(
         earlier = [p for p in ours if p.cpu_minutes <= b.cpu_minutes]
         if earlier:
             pairs.append((earlier[-1], b))
-    if not pairs:
-        return TargetResult(
-            name, MISSING,
-            f"no scored point of `{recipe}` within {_fmt(theirs[-1].cpu_minutes)} CPU-minutes "
-            f"(the last of `{baseline}`)",
-        )  # fmt: skip
-    detail = (
-        "; ".join(
-            f"FID {_fmt(a.values['fid'])} ({_fmt(a.cpu_minutes)} min, {_fmt(a.kimg)} kimg) vs "
-            f"{_fmt(b.values['fid'])} ({_fmt(b.cpu_minutes)} min, {_fmt(b.kimg)} kimg)"
-            for a, b in pairs
-        )
-        + f"; {count[0]} samples, {cpu}"
-    )
-    ahead = all(a.values["fid"] < b.values["fid"] for a, b in pairs)
-    return TargetResult(name, MET if ahead else NOT_MET, detail)
+    return count, pairs
 
 
 def no_collapse(
