@@ -208,9 +208,8 @@ def test_a_resume_with_another_checkpoint_cadence_keeps_writing_last_ckpt(
     time.sleep(1.05)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        run_training(
-            run_dir, 10, 1, "ckpt_path=last"
-        )  # every 10: periodic save and last at step 10
+        # a checkpoint every 10 steps: the periodic save and last.ckpt both at step 10
+        run_training(run_dir, 10, 1, "ckpt_path=last")
     names = sorted(p.name for p in (run_dir / "checkpoints").glob("*.ckpt"))
     assert names == ["last.ckpt", "step_0000004.ckpt", "step_0000010.ckpt"]
     assert read_checkpoint(last)["global_step"] == 10
@@ -221,3 +220,30 @@ def test_a_resume_with_another_checkpoint_cadence_keeps_writing_last_ckpt(
     # for a key that no callback claims: the old key still gets it once)
     unclaimed = [w for w in caught if "callbacks used to create the checkpoint" in str(w.message)]
     assert len(unclaimed) == (key == "lightning")
+
+
+def test_an_old_checkpoint_key_is_adopted_only_by_the_checkpointer_of_its_monitor() -> None:
+    # A run with a periodic and a monitored SafeCheckpoint wrote two Lightning-format keys: each
+    # checkpointer takes the state of its own monitor and mode, whatever its cadence is now.
+    from gan_lab.callbacks.checkpointing import SafeCheckpoint
+
+    def lightning_key(monitor: str | None, mode: str, every: int) -> str:
+        return ModelCheckpoint._generate_state_key(
+            SafeCheckpoint(), monitor=monitor, mode=mode,
+            every_n_train_steps=every, every_n_epochs=0, train_time_interval=None,
+        )  # fmt: skip
+
+    periodic = SafeCheckpoint(every_n_train_steps=10)
+    best = SafeCheckpoint(monitor="metrics/fid", mode="min", every_n_train_steps=0)
+    blob: dict[str, Any] = {
+        "callbacks": {
+            lightning_key(None, "min", 4): {"last_model_path": "last"},
+            lightning_key("metrics/fid", "min", 0): {"best_model_path": "best"},
+            "SafeCheckpoint{not a dict": {},
+        }
+    }
+    for callback in (periodic, best):
+        callback.on_load_checkpoint(None, None, blob)  # type: ignore[arg-type]
+    assert blob["callbacks"][periodic.state_key] == {"last_model_path": "last"}
+    assert blob["callbacks"][best.state_key] == {"best_model_path": "best"}
+    assert periodic.state_key != best.state_key

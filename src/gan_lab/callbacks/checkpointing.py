@@ -10,6 +10,7 @@ still requeues the job. A second SIGINT interrupts at once, as Ctrl+C usually do
 
 from __future__ import annotations
 
+import ast
 import logging
 import signal
 import threading
@@ -67,20 +68,31 @@ class SafeCheckpoint(ModelCheckpoint):
     def on_load_checkpoint(
         self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
     ) -> None:
-        # Checkpoints written before the key above hold the state under Lightning's key: adopt it
-        # when it is the only SafeCheckpoint state there (load_state_dict then reads it).
+        # Checkpoints written before the key above hold the state under Lightning's key (monitor,
+        # mode and cadence): adopt the one of this monitor and mode (load_state_dict then reads it).
         states = checkpoint.get("callbacks") or {}
         if self.state_key in states:
             return
-        legacy = [
-            key
-            for key in states
-            if isinstance(key, str)
-            and key.startswith(f"{type(self).__qualname__}{{")
-            and "'every_n_train_steps'" in key
-        ]
+        legacy = [key for key in states if self._is_lightning_key_of_this_monitor(key)]
         if len(legacy) == 1:
             states[self.state_key] = states[legacy[0]]
+
+    def _is_lightning_key_of_this_monitor(self, key: object) -> bool:
+        """``key`` is ModelCheckpoint's own state key (a class name, then the repr of a dict that
+        holds the cadence) for this class, monitor and mode."""
+        prefix = type(self).__qualname__
+        if not isinstance(key, str) or not key.startswith(prefix + "{"):
+            return False
+        try:
+            fields = ast.literal_eval(key[len(prefix) :])
+        except (ValueError, SyntaxError):  # e.g. a train_time_interval's timedelta repr
+            return False
+        return (
+            isinstance(fields, dict)
+            and "every_n_train_steps" in fields
+            and fields.get("monitor") == self.monitor
+            and fields.get("mode") == self.mode
+        )
 
     # ------------------------------------------------------------------ atomic writes
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:

@@ -177,7 +177,7 @@ def ahead_at_equal_cpu_time(
     tried = [(cpu, *_cpu_time_pairs(by_cpu[recipe][cpu], by_cpu[baseline][cpu])) for cpu in shared]
     judged = [(cpu, count, pairs) for cpu, count, pairs in tried if pairs]
     if not judged:
-        if all(count == (None, None) for _, count, _ in tried):
+        if all(count is None for _, count, _ in tried):
             return TargetResult(name, MISSING, "no sample count at which both recipes were scored")
         last = max(p.cpu_minutes for cpu in shared for p in by_cpu[baseline][cpu])
         return TargetResult(
@@ -199,14 +199,15 @@ def ahead_at_equal_cpu_time(
 
 def _cpu_time_pairs(
     ours_all: list[CurvePoint], theirs_all: list[CurvePoint]
-) -> tuple[tuple[int | None, int | None], list[tuple[CurvePoint, CurvePoint]]]:
+) -> tuple[tuple[int | None, int | None] | None, list[tuple[CurvePoint, CurvePoint]]]:
     """On one CPU, at the largest sample count both were scored at: each baseline point with the
-    recipe's last point at no more CPU time (none when the recipe has no point that early)."""
+    recipe's last point at no more CPU time (none when the recipe has no point that early). The
+    count is None when the two share no sample count."""
     counts = {(p.n_samples, p.n_reference) for p in ours_all} & {
         (p.n_samples, p.n_reference) for p in theirs_all
     }
     if not counts:
-        return (None, None), []
+        return None, []
     count = max(counts, key=lambda c: (c[0] or 0, c[1] or 0))
     ours, theirs = (
         sorted((p for p in pts if (p.n_samples, p.n_reference) == count), key=lambda p: p.cpu_minutes)
