@@ -247,6 +247,14 @@ def test_dcgan_discriminator_without_batch_norm_has_biases_and_is_not_homogeneou
             assert no_bn(torch.zeros(1, 3, 32, 32)).abs().item() > 1e-4
 
 
+@pytest.mark.parametrize("batch_norm", [False, True])
+def test_dcgan_discriminator_bias_overrides_the_batch_norm_default(batch_norm: bool) -> None:
+    for bias in (False, True):
+        d = DCGANDiscriminator(image_size=32, width=8, batch_norm=batch_norm, bias=bias)
+        convs = [m for m in d.modules() if isinstance(m, torch.nn.Conv2d)]
+        assert len(convs) == 4 and all((m.bias is not None) == bias for m in convs)
+
+
 def test_dcgan_generator_gives_the_same_images_with_nhwc_weights() -> None:
     g = DCGANGenerator(latent_dim=8, image_size=32, channels=3, width=8).eval()
     z = torch.randn(4, 8)

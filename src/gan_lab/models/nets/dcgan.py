@@ -93,6 +93,7 @@ class DCGANDiscriminator(_DCGANFamily):
     it (e.g. the spectrally normalised D) they do: a bias-free LeakyReLU network is positively
     homogeneous, D(a x) = a D(x), so its score of a faint image is a scaled copy of its score of
     the bright one, and it scores a flat grey image (x = 0) 0 whatever it has learned.
+    ``bias`` set to True or False overrides that choice.
     """
 
     def __init__(
@@ -102,12 +103,14 @@ class DCGANDiscriminator(_DCGANFamily):
         width: int = 64,
         batch_norm: bool = True,
         spectral_norm: bool = False,
+        bias: bool | None = None,
     ) -> None:
         super().__init__()
         require_supported(type(self), image_size, channels)
         n_down = _doublings(image_size)
         self.num_classes = 0
-        bias = not batch_norm
+        if bias is None:
+            bias = not batch_norm
         layers: list[nn.Module] = [
             nn.Conv2d(channels, width, 4, 2, 1, bias=bias),
             nn.LeakyReLU(0.2, inplace=True),
