@@ -227,7 +227,8 @@ def render(
         lines.append(f"| {t.target} | **{t.status}** | {t.detail} |")
     lines += [
         "",
-        "Judged on first-seed runs only. The classic hand-written loop (`scripts/classic_loop.py`) "
+        "The score targets are judged on first-seed runs only, the health target on every "
+        "run's train.log. The classic hand-written loop (`scripts/classic_loop.py`) "
         "is not a `gan-train` run: its numbers are in docs/benchmarks.md, not judged here.",
         "",
         "## Missing",
