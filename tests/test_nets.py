@@ -255,15 +255,32 @@ def test_dcgan_discriminator_bias_overrides_the_batch_norm_default(batch_norm: b
         assert len(convs) == 4 and all((m.bias is not None) == bias for m in convs)
 
 
-def test_dcgan_generator_gives_the_same_images_with_nhwc_weights() -> None:
-    g = DCGANGenerator(latent_dim=8, image_size=32, channels=3, width=8).eval()
+@pytest.mark.parametrize("spectral_norm", [False, True])
+def test_dcgan_generator_first_layer_matmul_equals_the_transposed_convolution(
+    spectral_norm: bool,
+) -> None:
+    """G runs its 4x4 transposed convolution of z as a matmul: same images, same gradients."""
+    torch.manual_seed(0)
+    g = DCGANGenerator(latent_dim=8, image_size=32, channels=3, width=8, spectral_norm=spectral_norm)
+    g.eval()  # BatchNorm on running statistics, spectral norm without a power iteration
     z = torch.randn(4, 8)
-    nchw = g(z)
-    assert g._as_image(z).is_contiguous()  # NCHW weights: a plain NCHW 1x1 image
-    g.to(memory_format=torch.channels_last)
-    nhwc_input = g._as_image(z)
-    assert nhwc_input.stride() == (8, 1, 8, 8)  # the layout the NHWC first layer expects
-    assert torch.allclose(g(z), nchw, atol=1e-6)
+
+    def by_convolution() -> torch.Tensor:
+        return g.net(z[:, :, None, None])
+
+    for layout in (torch.contiguous_format, torch.channels_last):
+        g.to(memory_format=layout)
+        first = g._project(z)
+        assert first.shape == (4, 32, 4, 4)
+        assert first.is_contiguous(memory_format=layout)  # the layout the next layer expects
+        assert torch.allclose(first, g.net[0](z[:, :, None, None]), atol=1e-6)
+        images = g(z)
+        assert torch.allclose(images, by_convolution(), atol=1e-6)
+        weight = g.net[0].parametrizations.weight.original if spectral_norm else g.net[0].weight
+        grad_matmul = torch.autograd.grad(images.square().sum(), weight)[0]
+        grad_conv = torch.autograd.grad(by_convolution().square().sum(), weight)[0]
+        assert torch.allclose(grad_matmul, grad_conv, atol=1e-5)
+        assert grad_matmul.abs().sum() > 0
 
 
 def _adversarial_step(g: nn.Module, d: nn.Module, device: str) -> float:
