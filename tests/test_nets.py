@@ -261,7 +261,9 @@ def test_dcgan_generator_first_layer_matmul_equals_the_transposed_convolution(
 ) -> None:
     """G runs its 4x4 transposed convolution of z as a matmul: same images, same gradients."""
     torch.manual_seed(0)
-    g = DCGANGenerator(latent_dim=8, image_size=32, channels=3, width=8, spectral_norm=spectral_norm)
+    g = DCGANGenerator(
+        latent_dim=8, image_size=32, channels=3, width=8, spectral_norm=spectral_norm
+    )
     g.eval()  # BatchNorm on running statistics, spectral norm without a power iteration
     z = torch.randn(4, 8)
 
