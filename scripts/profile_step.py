@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import torch
+from torch import nn
 from torch.profiler import ProfilerActivity, profile
 
 import bench_throughput
@@ -30,6 +31,9 @@ BUCKETS = {  # operator name fragments -> what they are
     "layout/dtype copies": ("copy_", "contiguous", "_to_copy", "clone"),
     "optimizer": ("fused_adam", "foreach"),
 }
+
+
+CONVOLUTIONS = (nn.Conv2d, nn.ConvTranspose2d)
 
 
 def profile_setup(args: argparse.Namespace) -> dict:
@@ -68,6 +72,92 @@ def profile_setup(args: argparse.Namespace) -> dict:
     }
 
 
+def _best_seconds(fn, repeats: int = 3) -> float:
+    fn()  # oneDNN primitive creation
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def _layer_times(conv: nn.Module, x: torch.Tensor, bf16: bool) -> tuple[float, float, float]:
+    """Seconds of ``conv`` on ``x``: forward, then input and weight gradients net of it."""
+    with torch.no_grad(), torch.autocast("cpu", torch.bfloat16, enabled=bf16):
+        grad_out = torch.randn_like(conv(x))
+
+    def run(input_grad: bool, weight_grad: bool) -> float:
+        x.requires_grad_(input_grad)
+        conv.weight.requires_grad_(weight_grad)
+
+        def step() -> None:
+            with torch.autocast("cpu", torch.bfloat16, enabled=bf16):
+                out = conv(x)
+            if input_grad or weight_grad:
+                out.backward(grad_out)
+
+        return _best_seconds(step)
+
+    forward = run(False, False)
+    times = forward, run(True, False) - forward, run(False, True) - forward
+    conv.weight.requires_grad_(True)
+    return times
+
+
+def layer_timings(args: argparse.Namespace) -> list[dict]:
+    """Each convolution of G and D on its own: forward, input gradient, weight gradient.
+
+    The inputs are the ones each layer sees in one G -> D pass at this batch; times are best of 3,
+    so a kernel shape that runs far below the others stands out.
+    """
+    setup = classic_loop.SETUPS[args.setup]
+    g, d = classic_loop.networks(setup)
+    layout = torch.channels_last if args.layout == "nhwc" else torch.contiguous_format
+    g, d = g.to(memory_format=layout), d.to(memory_format=layout)
+    convs = [m for m in (*g.modules(), *d.modules()) if isinstance(m, CONVOLUTIONS)]
+    seen: dict[nn.Module, tuple[torch.Tensor, torch.Size]] = {}
+
+    def keep_input(module: nn.Module, args: tuple, output: torch.Tensor) -> None:
+        seen[module] = args[0].detach().contiguous(memory_format=layout), output.shape
+
+    hooks = [m.register_forward_hook(keep_input) for m in convs]
+    with torch.no_grad():
+        d(g(torch.randn(args.batch, g.latent_dim)))
+    for hook in hooks:
+        hook.remove()
+    rows = []
+    for conv in (m for m in convs if m in seen):  # G's 4x4 layer of z runs as a matmul
+        x, out_shape = seen[conv]
+        forward, input_grad, weight_grad = _layer_times(conv, x, args.precision == "bf16")
+        # one multiply-add per kernel tap, input channel and output channel at each position
+        # of the smaller map (the input of a transposed convolution, the output of a convolution)
+        positions = x.shape[0] * (x[0, 0].numel() if conv.transposed else out_shape[2:].numel())
+        kernel = conv.kernel_size[0] * conv.kernel_size[1]
+        rows.append(
+            {
+                "layer": f"{type(conv).__name__} {conv.in_channels}->{conv.out_channels}",
+                "input_hw": x.shape[2],
+                "forward_ms": 1e3 * forward,
+                "input_grad_ms": 1e3 * input_grad,
+                "weight_grad_ms": 1e3 * weight_grad,
+                "gflop": 2 * positions * conv.in_channels * conv.out_channels * kernel / 1e9,
+            }
+        )
+    return rows
+
+
+def print_layers(rows: list[dict]) -> None:
+    print("   layer                      input  forward ms (GFLOP/s)  input grad  weight grad")
+    for r in rows:
+        rates = [
+            r["gflop"] / (r[k] / 1e3) for k in ("forward_ms", "input_grad_ms", "weight_grad_ms")
+        ]
+        times = [r[k] for k in ("forward_ms", "input_grad_ms", "weight_grad_ms")]
+        cells = "  ".join(f"{t:7.1f} ({g:5.0f})" for t, g in zip(times, rates))
+        print(f"   {r['layer']:26s} {r['input_hw']:3d}px  {cells}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -79,6 +169,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--top", type=int, default=12)
+    parser.add_argument(
+        "--layers", action="store_true", help="also time each convolution on its own"
+    )
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -101,6 +194,9 @@ def main() -> None:
         print("   " + ", ".join(f"{k} {100 * v:.1f}%" for k, v in report["buckets"].items()))
         for key, calls, share in report["top"]:
             print(f"   {100 * share:5.1f}%  {calls:4d}/step  {key}")
+        if args.layers:
+            report["layers"] = layer_timings(args_batch)
+            print_layers(report["layers"])
     if args.json:
         args.json.write_text(json.dumps(reports, indent=1))
 

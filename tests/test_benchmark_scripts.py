@@ -110,9 +110,15 @@ def test_ddp_timing_measures_both_strategies_on_two_gloo_processes(tmp_path: Pat
 
 
 def test_profile_step_buckets_the_dcgan_step_into_its_kernels(tmp_path: Path) -> None:
-    args = "--setup dcgan32 --batch 8 --steps 1 --top 5"
+    args = "--setup dcgan32 --batch 8 --steps 1 --top 5 --layers"
     (report,) = run_script("profile_step.py", *args.split(), cwd=tmp_path)
     assert report["images_per_s"] > 0 and len(report["top"]) == 5
+    # every convolution that runs: G's three upsamplings (its 4x4 layer of z is a matmul), D's four
+    layers = [(row["layer"], row["input_hw"]) for row in report["layers"]]
+    assert layers[0] == ("ConvTranspose2d 256->128", 4) and layers[3] == ("Conv2d 3->64", 32)
+    assert len(layers) == 7 and all(row["forward_ms"] > 0 for row in report["layers"])
+    # 2 x batch x positions x in x out x 16 taps: D's 64->128 layer maps 16x16 to 8x8
+    assert report["layers"][4]["gflop"] == pytest.approx(2 * 8 * 64 * 64 * 128 * 16 / 1e9)
     assert report["buckets"]["convolution"] > 0.1  # a DCGAN step is mostly convolutions
     assert sum(report["buckets"].values()) <= 1.0 + 1e-6
 

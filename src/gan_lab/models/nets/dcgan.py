@@ -76,14 +76,12 @@ class DCGANGenerator(_DCGANFamily):
         """The first layer (a 4x4 transposed convolution of a 1x1 image) as one matrix product.
 
         On a 1x1 input that convolution is ``z @ W`` with ``W`` reshaped to latent x (4 * 4 * ch),
-        but convolution kernels run it far below the matmul rate: on an Intel Xeon with AMX, bf16,
-        batch 128, 7 ms forward and 21 ms for its weight gradient, against well under 1 ms as a
-        matmul (docs/benchmarks.md). Same weights (``net[0]``, its spectral norm included), same
+        but convolution kernels run it far below the matmul rate (on an Intel Xeon with AMX, bf16,
+        batch 128: 15 GFLOP/s forward, 5 for its weight gradient; docs/benchmarks.md). Same weights (``net[0]``, its spectral norm included), same
         maths; the output comes out in the layout of ``net[0]``'s weights (NHWC strides when the
         network is channels_last), as the convolution's would.
         """
-        layer = self.net[0]
-        weight = layer.weight  # (latent, ch, 4, 4); a spectrally normalised one is computed here
+        weight = self.net[0].weight  # (latent, ch, 4, 4); spectral norm's is computed here
         latent, ch, kh, kw = weight.shape
         if weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous():
             out = z @ weight.permute(0, 2, 3, 1).reshape(latent, kh * kw * ch)
