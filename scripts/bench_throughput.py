@@ -66,7 +66,11 @@ VARIANTS = {
     # is the part of the callbacks' cost that grows with the network
     "ganlab_callbacks_unguarded": ("lightning_callbacks", ("~callbacks.divergence_guard",)),
     "ganlab_compiled_step": ("lightning", ("model.compile_step=true",)),
+    # the experiment's defaults with oneDNN's own weight gradient in DCGAN's small-map layers
+    # (gan_lab/models/nets/small_map_conv.py), to measure what the matmul form buys
+    "ganlab_native_conv": ("lightning", ()),
 }
+NATIVE_CONV_VARIANTS = ("ganlab_native_conv",)
 DEFAULT_VARIANTS = ("classic", "plain_fp32", "ganlab_fp32", "ganlab")
 OVERHEAD_VARIANTS = ("classic", "plain_fp32", "ganlab_callbacks", "ganlab", "ganlab_compiled_step")
 
@@ -195,6 +199,10 @@ def worker(args: argparse.Namespace) -> None:
     setup = classic_loop.SETUPS[args.setup]
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
+    if args.worker in NATIVE_CONV_VARIANTS:
+        from gan_lab.models.nets import small_map_conv
+
+        small_map_conv.MAX_REDUCED_POSITIONS = 0
     with tempfile.TemporaryDirectory() as workdir:
         if VARIANTS[args.worker][0].startswith("lightning"):
             run_lightning(setup, args.worker, workdir)

@@ -53,7 +53,21 @@ SETUPS = {
     "dcgan64": Setup(
         "dcgan64", "cifar10", ("experiment=cifar10_dcgan", "data.image_size=64"), 64, 3, 128, 2
     ),
+    # the same at batch 64, the batch of the DCGAN-64 target in docs/benchmarks.md
+    "dcgan64_b64": Setup(
+        "dcgan64_b64",
+        "cifar10",
+        ("experiment=cifar10_dcgan", "data.image_size=64", "data.batch_size=64"),
+        64,
+        3,
+        64,
+        2,
+    ),
     "dcgan32": Setup("dcgan32", "cifar10", ("experiment=cifar10_dcgan",), 32, 3, 128, 2),
+    # the CIFAR-10 budget recipe (DCGAN-32 without BatchNorm in D, RpGAN + R1/R2, batch 32)
+    "cifar10_budget": Setup(
+        "cifar10_budget", "cifar10", ("experiment=cifar10_budget",), 32, 3, 32, 2
+    ),
     "dcgan32_mnist": Setup("dcgan32_mnist", "mnist", ("experiment=mnist_dcgan",), 32, 1, 128, 2),
     # PyTorch-GAN gan.py: MNIST 28x28, batch 64, DataLoader defaults (no workers).
     "mlp": Setup("mlp", "mnist", ("experiment=mnist_mlp_gan",), 28, 1, 64, 0),

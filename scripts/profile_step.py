@@ -134,9 +134,10 @@ def layer_timings(args: argparse.Namespace) -> list[dict]:
         # of the smaller map (the input of a transposed convolution, the output of a convolution)
         positions = x.shape[0] * (x[0, 0].numel() if conv.transposed else out_shape[2:].numel())
         kernel = conv.kernel_size[0] * conv.kernel_size[1]
+        kind = "ConvTranspose2d" if conv.transposed else "Conv2d"  # also for their subclasses
         rows.append(
             {
-                "layer": f"{type(conv).__name__} {conv.in_channels}->{conv.out_channels}",
+                "layer": f"{kind} {conv.in_channels}->{conv.out_channels}",
                 "input_hw": x.shape[2],
                 "forward_ms": 1e3 * forward,
                 "input_grad_ms": 1e3 * input_grad,

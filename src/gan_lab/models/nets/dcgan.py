@@ -1,4 +1,8 @@
-"""DCGAN (Radford et al. 2016) for any power-of-two size from 16 to 256 (32 and 64 are the usual)."""
+"""DCGAN (Radford et al. 2016) for any power-of-two size from 16 to 256 (32 and 64 are the usual).
+
+The stride-2 layers are ``nn.Conv2d`` / ``nn.ConvTranspose2d`` with a faster CPU weight gradient
+next to the 4x4 map (``small_map_conv``); parameters and maths are the plain layers'.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ from gan_lab.models.nets.checks import (
 )
 from gan_lab.models.nets.init import dcgan_init
 from gan_lab.models.nets.layers import SizedNetwork
+from gan_lab.models.nets.small_map_conv import SmallMapConv2d, SmallMapConvTranspose2d
 
 SIZES = (16, 256)  # smallest and largest power-of-two image size
 
@@ -60,12 +65,12 @@ class DCGANGenerator(_DCGANFamily):
         ]
         for _ in range(n_up - 1):
             layers += [
-                nn.ConvTranspose2d(ch, ch // 2, 4, 2, 1, bias=False),
+                SmallMapConvTranspose2d(ch, ch // 2, 4, 2, 1, bias=False),
                 nn.BatchNorm2d(ch // 2),
                 nn.ReLU(inplace=True),
             ]
             ch //= 2
-        layers += [nn.ConvTranspose2d(ch, channels, 4, 2, 1, bias=False), nn.Tanh()]
+        layers += [SmallMapConvTranspose2d(ch, channels, 4, 2, 1, bias=False), nn.Tanh()]
         self.net = nn.Sequential(*layers)
         self.finish(dcgan_init, spectral_norm)
 
@@ -115,14 +120,14 @@ class DCGANDiscriminator(_DCGANFamily):
         if bias is None:
             bias = not batch_norm
         layers: list[nn.Module] = [
-            nn.Conv2d(channels, width, 4, 2, 1, bias=bias),
+            SmallMapConv2d(channels, width, 4, 2, 1, bias=bias),
             nn.LeakyReLU(0.2, inplace=True),
         ]
         ch = width
         for _ in range(n_down - 1):
             norm: nn.Module = nn.BatchNorm2d(ch * 2) if batch_norm else nn.Identity()
             layers += [
-                nn.Conv2d(ch, ch * 2, 4, 2, 1, bias=bias),
+                SmallMapConv2d(ch, ch * 2, 4, 2, 1, bias=bias),
                 norm,
                 nn.LeakyReLU(0.2, inplace=True),
             ]
