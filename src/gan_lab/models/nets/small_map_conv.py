@@ -2,8 +2,8 @@
 
 At the small end of a DCGAN (G's layer from 4x4 to 8x8, D's from 8x8 to 4x4) each weight's
 gradient sums over only batch x 16 positions, and oneDNN's backward-weights kernel runs far below
-the matmul rate there: on an Intel Xeon with AMX, bf16, D's 256->512 layer at 8x8, batch 128, 120
-GFLOP/s against ~1300 for a matmul (docs/benchmarks.md). Written as patches x gradient, the same
+the matmul rate there: on an Intel Xeon with AMX, bf16, batch 128, 120 GFLOP/s for both such
+layers of DCGAN-64, a twelfth of the bf16 matmul rate (docs/benchmarks.md, per-layer table). Written as patches x gradient, the same
 sum is one bf16 matmul on the patches (a strided view of the padded input, copied once).
 
 The forward and the input gradient stay the native convolutions. The backward is built from
@@ -22,7 +22,8 @@ import torch.nn.functional as F
 from torch import nn
 
 # Largest spatial extent (per image) of the side that the weight gradient sums over for which
-# the matmul form is used: measured ~5-7x faster at 4x4 (16 positions) and about even at 8x8.
+# the matmul form is used: oneDNN's slow case is the 4x4 side; from 8x8 on its weight gradients
+# run 300-700 GFLOP/s (docs/benchmarks.md, per-layer table).
 MAX_REDUCED_POSITIONS = 16
 
 
@@ -109,6 +110,7 @@ def _use_matmul_grad(x: torch.Tensor, reduced_hw: tuple[int, int]) -> bool:
     return (
         x.device.type == "cpu"
         and x.dim() == 4
+        # even sides: the native adjoint (no output_padding) gives back exactly the input's size
         and x.shape[-2] % 2 == 0
         and x.shape[-1] % 2 == 0
         and reduced_hw[0] * reduced_hw[1] <= MAX_REDUCED_POSITIONS
@@ -132,9 +134,9 @@ class SmallMapConvTranspose2d(nn.ConvTranspose2d):
 
     def forward(self, x: torch.Tensor, output_size: list[int] | None = None) -> torch.Tensor:
         fits = _shape_fits(self) and self.output_padding == (0, 0) and output_size is None
-        # the reduction runs over the input's positions; the 2x larger output is what the
-        # patches are cut from, so its sides must be even (they are: 2x the input's)
-        if not (fits and x.dim() == 4 and _use_matmul_grad(x, (x.shape[-2], x.shape[-1]))):
+        # the weight gradient sums over the input's positions (the patches are cut from the
+        # 2x larger output's gradient)
+        if not (fits and _use_matmul_grad(x, (x.shape[-2], x.shape[-1]))):
             return super().forward(x, output_size)
         operands = _autocast_inputs(x, self.weight, self.bias)
         with torch.autocast("cpu", enabled=False):
