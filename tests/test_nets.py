@@ -220,6 +220,51 @@ def test_ema_weights_equal_the_closed_form_after_k_updates(start_step: int) -> N
     assert g.w.tolist() == [8.0, 8.0]  # the live generator is untouched
 
 
+def test_ema_rampup_shortens_the_half_life_early_and_reaches_the_full_decay() -> None:
+    """Half-life min(H, rampup * t) G steps: decay 0.5^(1/(r t)) early, ``decay`` from H/r on."""
+    decay, rampup = 0.99, 0.5  # H = 68.97 steps: the ramp ends after step 137
+    ema = GeneratorEMA(Scalar(), decay=decay, start_step=2, rampup=rampup)
+    assert [ema.decay_at(t) for t in (1, 2)] == [0.0, 0.0]  # copies up to start_step
+    assert ema.decay_at(10) == pytest.approx(0.5 ** (1 / 5))
+    assert ema.decay_at(137) == pytest.approx(0.5 ** (1 / 68.5))
+    assert ema.decay_at(138) == decay and ema.decay_at(10**6) == decay
+    no_ramp = GeneratorEMA(Scalar(), decay=decay, start_step=2)
+    assert no_ramp.decay_at(10) == decay
+
+
+def test_ema_with_rampup_equals_a_hand_written_average() -> None:
+    g = Scalar()
+    ema = GeneratorEMA(g, decay=0.95, start_step=1, rampup=0.25)
+    expected = 0.0
+    for step in range(1, 40):
+        with torch.no_grad():
+            g.w.fill_(float(step) ** 0.5)
+        ema.update(g, step)
+        d = 0.0 if step <= 1 else min(0.95, 0.5 ** (1 / (0.25 * step)))
+        expected = d * expected + (1 - d) * float(step) ** 0.5
+    assert ema.module.w.tolist() == pytest.approx([expected, expected], rel=1e-6)
+    assert int(ema.averaged.n_averaged) == 39  # 1 for the copy, then 1 per average
+
+
+def test_ema_averages_batch_norm_statistics_and_copies_its_counter() -> None:
+    g = nn.BatchNorm1d(3)
+    ema = GeneratorEMA(g, decay=0.25, start_step=0)
+    means = []
+    for step in (1, 2):
+        g.train()(torch.randn(8, 3) + 4.0 * step)
+        means.append(g.running_mean.clone())
+        ema.update(g, step)
+    assert ema.module.num_batches_tracked.item() == 2  # a counter: copied, not averaged
+    # step 1 copies, step 2 averages
+    assert torch.allclose(ema.module.running_mean, 0.25 * means[0] + 0.75 * means[1])
+
+
+@pytest.mark.parametrize("rampup", [0.0, 1.5])
+def test_ema_rampup_out_of_range_names_the_key(rampup: float) -> None:
+    with pytest.raises(ConfigError, match=r"model.ema_rampup=.* is invalid"):
+        GeneratorEMA(Scalar(), decay=0.99, rampup=rampup)
+
+
 def test_ema_lives_in_the_module_state_dict() -> None:
     model = GANModule(
         MLPGenerator(width=4), MLPDiscriminator(width=4), torch.optim.Adam, torch.optim.Adam

@@ -36,6 +36,7 @@ TINY = (
     "model.discriminator.width=32",
     "model.ema_decay=0.9",
     "model.ema_start_step=0",
+    "model.ema_rampup=0.5",
     "model.lr_schedule=linear",
     "trainer.deterministic=true",
     "~callbacks.sample_grid",

@@ -26,6 +26,7 @@ MALFORMED = [
     (["model.optimizer_d.betas=[0.5,1.5]"], "model.optimizer_d.betas=[0.5, 1.5] is invalid"),
     (["model.optimizer_g.weight_decay=-0.1"], "model.optimizer_g.weight_decay=-0.1 is invalid"),
     (["model.ema_decay=1.5"], "model.ema_decay=1.5 is invalid"),
+    (["model.ema_rampup=0"], "model.ema_rampup=0 is invalid"),
     (["model.lr_schedule=cosine"], "model.lr_schedule='cosine' is invalid"),
     (["model.lr_decay_start=1.0"], "model.lr_decay_start=1.0 is invalid"),
     (["model.grad_clip_d=-1"], "model.grad_clip_d=-1 is invalid"),

@@ -67,6 +67,7 @@ class GANModule(CountsAppliedUpdates, L.LightningModule):
         lr_decay_start: float = 0.0,
         ema_decay: float | None = 0.999,
         ema_start_step: int = 0,
+        ema_rampup: float | None = None,
         num_fixed_samples: int = 64,
         fixed_noise_seed: int = 0,
         regularizer: DiscriminatorRegularizer | None = None,
@@ -104,7 +105,9 @@ class GANModule(CountsAppliedUpdates, L.LightningModule):
         self.regularizer, self.augment = regularizer, augment
         if channels_last:  # before the EMA copy, so the copy shares the layout
             speed_options.to_channels_last(generator, discriminator)
-        self.ema = GeneratorEMA(generator, ema_decay, ema_start_step) if ema_decay else None
+        self.ema = (
+            GeneratorEMA(generator, ema_decay, ema_start_step, ema_rampup) if ema_decay else None
+        )
         if compile_networks:
             speed_options.compile_networks(generator, discriminator)
         self.latent_dim = int(generator.latent_dim)

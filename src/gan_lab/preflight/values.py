@@ -53,6 +53,7 @@ def check_model(cfg: DictConfig) -> None:
         check(cfg, f"model.{opt}.weight_decay", lambda v: is_number(v) and v >= 0, "must be a number >= 0")  # fmt: skip
     check(cfg, "model.ema_decay", lambda v: is_number(v) and 0 < v < 1, "must be in (0, 1), e.g. 0.999, or null")  # fmt: skip
     check(cfg, "model.ema_start_step", lambda v: is_int(v) and v >= 0, "must be an integer >= 0")
+    check(cfg, "model.ema_rampup", lambda v: is_number(v) and 0 < v <= 1, "must be in (0, 1], e.g. 0.05, or null")  # fmt: skip
     check(cfg, "model.num_fixed_samples", *POSITIVE_INT)
 
 
