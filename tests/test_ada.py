@@ -116,3 +116,33 @@ def test_bad_settings_name_the_key(kwargs: dict, key: str) -> None:
     with pytest.raises(ConfigError) as info:
         AdaptiveAugment(**kwargs)
     assert info.value.key == key
+
+
+def _rpgan_tiny_d_p(margin: bool, steps: int = 200) -> float:
+    """The balanced tiny-D game under RpGAN: D cannot tell reals from fakes, its scores drift."""
+    from gan_lab.models.losses import RpGANLoss
+
+    torch.manual_seed(0)
+    loss = RpGANLoss()
+    d = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 64), nn.LeakyReLU(0.2), nn.Linear(64, 1))
+    with torch.no_grad():
+        d[-1].bias.fill_(3.0)  # RpGAN never moves a constant offset: every score sits near +3
+    opt = torch.optim.Adam(d.parameters(), 1e-3)
+    ada = AdaptiveAugment(interval=4, speed_kimg=0.5, initial_p=0.5)
+    reals = torch.rand(8, 3, 8, 8) * 2 - 1
+    for _ in range(steps):
+        fakes = reals[torch.randperm(8)]
+        real_logits, fake_logits = d(ada(reals)).squeeze(1), d(ada(fakes)).squeeze(1)
+        opt.zero_grad()
+        loss.d_loss(real_logits, fake_logits).backward()
+        opt.step()
+        scores = loss.real_margin(real_logits, fake_logits) if margin else real_logits
+        ada.observe(scores)
+    return float(ada.p)
+
+
+def test_p_under_rpgan_reads_the_paired_margin_not_the_drifting_scores() -> None:
+    # the raw signs say "D is sure of every real" (r_t = 1) and push p up although D is guessing
+    assert _rpgan_tiny_d_p(margin=False) > 0.6
+    # measured from each real's paired fake, r_t is ~0: p falls as in the non-relativistic game
+    assert _rpgan_tiny_d_p(margin=True) < 0.1

@@ -2,9 +2,12 @@
 
 Every image D sees (reals and fakes, in the D and the G step) goes through the same differentiable
 pipeline; each transform is applied to each sample independently with probability ``p``. ``p`` is
-steered by the overfitting heuristic r_t = E[sign(D(x_real))]: every ``interval`` D steps it moves
-by ``images seen / (speed_kimg * 1000)`` up when r_t > target (D is too sure of the reals) and
-down otherwise, so it can go from 0 to 1 in ``speed_kimg`` thousand images. Below p ~ 0.8 the
+steered by the overfitting heuristic r_t = E[sign(D(x_real))], D's scores measured from the
+loss's decision point (``AdversarialLoss.real_margin``: 0 for logistic and hinge losses, 0.5 for
+LSGAN, the paired fake's score for RpGAN, whose scores have no zero point of their own).
+Every ``interval`` D steps it moves by ``images seen / (speed_kimg * 1000)`` up when r_t > target
+(D is too sure of the reals) and down otherwise, so it can go from 0 to 1 in ``speed_kimg``
+thousand images. Below p ~ 0.8 the
 augmentations do not leak into G's samples (the paper's finding), hence the clamp ``max_p``.
 
 The colour, translation and cutout ops are DiffAugment's (models/augment.py); x-flips and
@@ -105,7 +108,8 @@ class AdaptiveAugment(nn.Module):
 
     @torch.no_grad()
     def observe(self, real_logits: Tensor) -> dict[str, Tensor]:
-        """Add one D step's real scores; every ``interval``-th call updates ``p``. Returns the
+        """Add one D step's real scores (``loss.real_margin``: positive = D calls it real); every
+        ``interval``-th call updates ``p``. Returns the
         scalars to log (``augment/p``, ``augment/rt``)."""
         logits = real_logits.detach().float()
         count = logits.new_tensor(float(logits.numel()))

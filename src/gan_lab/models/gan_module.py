@@ -230,7 +230,7 @@ class GANModule(CountsAppliedUpdates, L.LightningModule):
             "D(G(z))": discriminator_score(fake_logits, self.loss),
         }
         if hasattr(self.augment, "observe"):  # ADA: D's real scores steer the augmentation
-            d_stats.update(self.augment.observe(real_logits))
+            d_stats.update(self.augment.observe(self.loss.real_margin(real_logits, fake_logits)))
         self.step_stats.update(d_stats)
         # a logged batch's scalars reach the loggers in one host transfer, at its end
         scalars = {**d_stats, "grad_norm/d": d_grad_norm, **penalty_terms} if logged else {}

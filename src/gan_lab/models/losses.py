@@ -2,7 +2,8 @@
 
 Each class says what it is (class attributes), so nothing else in the project names a loss:
 the health monitor reads ``bounded_below``, the compatibility check reads ``needs_lipschitz``,
-the training step reads ``relativistic``, and the logged D(x) reads ``outputs_probability``.
+the training step reads ``relativistic``, the logged D(x) reads ``outputs_probability``, and
+ADA reads ``real_margin`` (where a D score stops saying "real").
 A YAML in ``configs/model/loss/`` builds one by ``_target_``.
 
 All losses cast D's raw outputs to fp32 first: softplus of a bf16 logit loses the small losses
@@ -43,6 +44,12 @@ class AdversarialLoss(ABC):
     @abstractmethod
     def g_loss(self, fake_logits: Tensor, real_logits: Tensor | None = None) -> Tensor:
         """G's loss, a scalar; ``real_logits`` is passed only when ``relativistic`` is True."""
+
+    def real_margin(self, real_logits: Tensor, fake_logits: Tensor) -> Tensor:
+        """D's real scores measured from this loss's decision point, so that a positive value
+        means "D calls this real": ADA's overfitting heuristic r_t = E[sign(.)] reads them.
+        Logistic and hinge losses separate real from fake at a score of 0."""
+        return real_logits
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r})"
@@ -90,6 +97,10 @@ class LSGANLoss(AdversarialLoss):
     def g_loss(self, fake_logits: Tensor, real_logits: Tensor | None = None) -> Tensor:
         return 0.5 * (fake_logits.float() - 1.0).pow(2).mean()
 
+    def real_margin(self, real_logits: Tensor, fake_logits: Tensor) -> Tensor:
+        """Codes 0 (fake) and 1 (real): the decision point is halfway, at 0.5."""
+        return real_logits - 0.5
+
 
 class WassersteinLoss(AdversarialLoss):
     """Arjovsky et al. 2017: the critic's mean score gap; unbounded, so D must be Lipschitz."""
@@ -102,6 +113,11 @@ class WassersteinLoss(AdversarialLoss):
 
     def g_loss(self, fake_logits: Tensor, real_logits: Tensor | None = None) -> Tensor:
         return -fake_logits.float().mean()
+
+    def real_margin(self, real_logits: Tensor, fake_logits: Tensor) -> Tensor:
+        """A critic's scores have no zero point (adding a constant changes no loss): measured
+        from the mean fake score."""
+        return real_logits - fake_logits.detach().mean()
 
 
 class RpGANLoss(AdversarialLoss):
@@ -126,6 +142,11 @@ class RpGANLoss(AdversarialLoss):
         if real_logits is None:
             raise ValueError("RpGAN's G loss pairs each fake with a real: pass real_logits")
         return F.softplus(real_logits.float() - fake_logits.float()).mean()
+
+    def real_margin(self, real_logits: Tensor, fake_logits: Tensor) -> Tensor:
+        """Only differences of scores matter: each real measured from its paired fake, the
+        margin this loss trains."""
+        return real_logits - fake_logits.detach()
 
 
 def discriminator_score(logits: Tensor, loss: AdversarialLoss) -> Tensor:
