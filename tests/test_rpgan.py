@@ -7,7 +7,13 @@ import math
 import pytest
 import torch
 
-from gan_lab.models.losses import RpGANLoss
+from gan_lab.models.losses import (
+    AdversarialLoss,
+    HingeLoss,
+    NonSaturatingLoss,
+    RpGANLoss,
+    WassersteinLoss,
+)
 from gan_lab.train import train
 
 pytestmark = pytest.mark.usefixtures("one_cpu_thread")
@@ -86,22 +92,23 @@ def test_r3gan_recipe_trains_with_rpgan_r1_r2_and_ada(make_cfg) -> None:
 
 
 @pytest.mark.parametrize(
-    ("name", "shift_invariant"),
-    [("rpgan", True), ("wasserstein", True), ("non_saturating", False), ("hinge", False)],
+    ("loss", "shift_invariant"),
+    [
+        (RpGANLoss(), True),
+        (WassersteinLoss(), True),
+        (NonSaturatingLoss(), False),
+        (HingeLoss(), False),
+    ],
 )
 def test_real_margin_is_positive_where_d_calls_a_real_real(
-    name: str, shift_invariant: bool
+    loss: AdversarialLoss, shift_invariant: bool
 ) -> None:
     """ADA reads sign(real_margin): for losses blind to a constant offset, so is the margin."""
-    from gan_lab.models.losses import HingeLoss, NonSaturatingLoss, RpGANLoss, WassersteinLoss
-
-    loss = {"rpgan": RpGANLoss, "wasserstein": WassersteinLoss, "non_saturating": NonSaturatingLoss,
-            "hinge": HingeLoss}[name]()  # fmt: skip
     real, fake = torch.tensor([2.0, -1.0, 0.5, -3.0]), torch.tensor([1.0, -2.0, 1.5, -3.5])
     margin = loss.real_margin(real, fake)
     shifted = loss.real_margin(real + 10.0, fake + 10.0)
     assert torch.equal(margin.sign(), shifted.sign()) == shift_invariant
-    if name == "rpgan":  # each real against its own fake
+    if isinstance(loss, RpGANLoss):  # each real against its own fake
         assert margin.tolist() == [1.0, 1.0, -1.0, 0.5]
     if not shift_invariant:  # logistic and hinge decide at 0
         assert torch.equal(margin, real)

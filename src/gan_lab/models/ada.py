@@ -7,8 +7,8 @@ loss's decision point (``AdversarialLoss.real_margin``: 0 for logistic and hinge
 LSGAN, the paired fake's score for RpGAN, whose scores have no zero point of their own).
 Every ``interval`` D steps it moves by ``images seen / (speed_kimg * 1000)`` up when r_t > target
 (D is too sure of the reals) and down otherwise, so it can go from 0 to 1 in ``speed_kimg``
-thousand images. Below p ~ 0.8 the
-augmentations do not leak into G's samples (the paper's finding), hence the clamp ``max_p``.
+thousand images. Below p ~ 0.8 the augmentations do not leak into G's samples (the paper's
+finding), hence the clamp ``max_p``.
 
 The colour, translation and cutout ops are DiffAugment's (models/augment.py); x-flips and
 90-degree rotations are added here. Everything ``p`` depends on lives in buffers, updated with
@@ -109,8 +109,7 @@ class AdaptiveAugment(nn.Module):
     @torch.no_grad()
     def observe(self, real_logits: Tensor) -> dict[str, Tensor]:
         """Add one D step's real scores (``loss.real_margin``: positive = D calls it real); every
-        ``interval``-th call updates ``p``. Returns the
-        scalars to log (``augment/p``, ``augment/rt``)."""
+        ``interval``-th call updates ``p``. Returns the scalars to log (``augment/p``, ``augment/rt``)."""
         logits = real_logits.detach().float()
         count = logits.new_tensor(float(logits.numel()))
         stats = torch.stack([logits.sign().sum(), count]).to(self.sign_sum)
